@@ -1,0 +1,44 @@
+"""Append-only audit events, each chained to the one before by a SHA-256 hash."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from inbox.extensions import db
+from inbox.models.types import UTCDateTime, utcnow
+
+
+class AuditTag(StrEnum):
+    """What happened, as ``source:subject:action``."""
+
+    TICKET_CREATE = "ticket:ticket:create"
+    TICKET_TYPE_CHANGE = "ticket:type:change"
+    TICKET_STATUS_CHANGE = "ticket:status:change"
+    TICKET_MESSAGE_ADD = "ticket:message:add"
+    TICKET_QUARANTINE = "ticket:ticket:quarantine"
+    MAILBOX_UIDVALIDITY_CHANGE = "mail:uidvalidity:change"
+    USER_CREATE = "user:user:create"
+    USER_LOGIN = "user:session:login"
+    USER_LOGIN_FAIL = "user:session:fail"
+    USER_LOGOUT = "user:session:logout"
+
+
+class AuditEvent(db.Model):  # type: ignore[name-defined,misc]
+    """One audited state change: who did what to which ticket, and the hash that seals it."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    tag: Mapped[str] = mapped_column(String(64), index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Unique, so two writers can never fork the chain from the same predecessor.
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

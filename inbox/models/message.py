@@ -1,0 +1,132 @@
+"""Raw messages as fetched, parsed messages on tickets, and their attachments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+
+from inbox.extensions import db
+from inbox.models.types import UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from inbox.models.ticket import Ticket
+
+
+class RawMessage(db.Model):  # type: ignore[name-defined,misc]
+    """The bytes of one mail exactly as the server returned them, stored before anything else.
+
+    Keyed by its content hash, so a mailbox restored under a new UIDVALIDITY, or the same file
+    imported twice, duplicates nothing. Where it was fetched from is kept in MailLocation.
+    """
+
+    __tablename__ = "raw_message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    message_id: Mapped[str] = mapped_column(String(998), default="", index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    internaldate: Mapped[datetime] = mapped_column(UTCDateTime)
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    source: Mapped[str] = mapped_column(String(255), default="")
+
+    @property
+    def is_processed(self) -> bool:
+        """Whether the message has become a ticket or joined one."""
+        return self.processed_at is not None
+
+
+class MailLocation(db.Model):  # type: ignore[name-defined,misc]
+    """Where a raw message sits on an IMAP server: mailbox, UIDVALIDITY and UID.
+
+    A re-fetch of a known location is a no-op. The server-side mark (flag or move) is done only
+    for locations whose raw message is committed and processed.
+    """
+
+    __tablename__ = "mail_location"
+    __table_args__ = (UniqueConstraint("mailbox", "uidvalidity", "uid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    raw_message_id: Mapped[int] = mapped_column(ForeignKey("raw_message.id"), index=True)
+    marked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    raw_message: Mapped[RawMessage] = relationship()
+
+
+class Message(db.Model):  # type: ignore[name-defined,misc]
+    """One parsed mail in a ticket's conversation, incoming or outgoing."""
+
+    __tablename__ = "message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    raw_message_id: Mapped[int | None] = mapped_column(ForeignKey("raw_message.id"))
+    direction: Mapped[str] = mapped_column(String(8), default="in")
+    message_id: Mapped[str] = mapped_column(String(998), default="", index=True)
+    in_reply_to: Mapped[list[str]] = mapped_column(JSON, default=list)
+    references: Mapped[list[str]] = mapped_column(JSON, default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    from_name: Mapped[str] = mapped_column(String(255), default="")
+    from_addr: Mapped[str] = mapped_column(String(320), default="")
+    to_addrs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    date_header: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    text: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str | None] = mapped_column(Text)
+    is_automatic: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    defects: Mapped[list[str]] = mapped_column(JSON, default=list)
+    parse_failed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="messages")
+    raw_message: Mapped[RawMessage | None] = relationship()
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="message", order_by="Attachment.id"
+    )
+
+
+class Blob(db.Model):  # type: ignore[name-defined,misc]
+    """Attachment content stored once per SHA-256, however many mails carry it."""
+
+    __tablename__ = "blob"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+
+
+class Attachment(db.Model):  # type: ignore[name-defined,misc]
+    """A file attached to a message; its bytes live in a Blob."""
+
+    __tablename__ = "attachment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    content_id: Mapped[str | None] = mapped_column(String(998))
+    is_inline: Mapped[bool] = mapped_column(Boolean, default=False)
+    sha256: Mapped[str | None] = mapped_column(ForeignKey("blob.sha256"))
+
+    message: Mapped[Message] = relationship(back_populates="attachments")
+    blob: Mapped[Blob | None] = relationship()

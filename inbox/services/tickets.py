@@ -1,0 +1,189 @@
+"""Every ticket state change, each with its audit event in the same transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inbox.audit import record_event
+from inbox.enums import RequestType, TicketStatus
+from inbox.errors import TransitionError
+from inbox.models.audit import AuditTag
+from inbox.models.ticket import ReferenceCounter, Ticket
+from inbox.models.types import utcnow
+from inbox.sla import SlaPolicy, compute_due_at
+
+logger = logging.getLogger(__name__)
+
+BREACH_PREFIX = "BRE"
+"""Reference prefix of breach reports."""
+
+REQUEST_PREFIX = "PRQ"
+"""Reference prefix of every other ticket."""
+
+
+def sla_policy(config: Mapping[str, Any]) -> SlaPolicy:
+    """Build the deadline policy from the app settings."""
+    return SlaPolicy(
+        timezone=config["ORG_TIMEZONE"],
+        holiday_country=config["HOLIDAY_COUNTRY"],
+        month_rule=config["SLA_MONTH_RULE"],
+        request_days=config["SLA_REQUEST_DAYS"],
+        breach_hours=config["SLA_BREACH_HOURS"],
+    )
+
+
+def next_reference(session: Session, request_type: RequestType, year: int) -> str:
+    """Hand out the next reference number, such as PRQ-2026-00042, under a row lock."""
+    prefix = BREACH_PREFIX if request_type == RequestType.BREACH else REQUEST_PREFIX
+    counter = session.scalars(
+        select(ReferenceCounter)
+        .where(ReferenceCounter.prefix == prefix, ReferenceCounter.year == year)
+        .with_for_update()
+    ).first()
+    if counter is None:
+        counter = ReferenceCounter(prefix=prefix, year=year, value=0)
+        session.add(counter)
+    counter.value += 1
+    session.flush()
+    return f"{prefix}-{year}-{counter.value:05d}"
+
+
+@dataclass
+class NewTicket:
+    """What is known about a ticket when it is opened."""
+
+    request_type: RequestType
+    received_at: datetime
+    subject: str = ""
+    requester_name: str = ""
+    requester_email: str = ""
+    language: str = "und"
+    confidence: float = 0.0
+    secondary_types: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+    needs_attention: bool = False
+    attention_reason: str = ""
+
+
+def open_ticket(session: Session, new: NewTicket, policy: SlaPolicy, actor: str) -> Ticket:
+    """Create a ticket with its reference and due date, and audit its creation."""
+    year = new.received_at.astimezone(ZoneInfo(policy.timezone)).year
+    ticket = Ticket(
+        reference=next_reference(session, new.request_type, year),
+        type=str(new.request_type),
+        status=str(TicketStatus.NEW),
+        subject=new.subject,
+        requester_name=new.requester_name,
+        requester_email=new.requester_email,
+        language=new.language,
+        confidence=new.confidence,
+        secondary_types=list(new.secondary_types),
+        evidence=list(new.evidence),
+        received_at=new.received_at,
+        due_at=compute_due_at(new.request_type, new.received_at, policy),
+        needs_attention=new.needs_attention,
+        attention_reason=new.attention_reason,
+    )
+    session.add(ticket)
+    session.flush()
+
+    record_event(
+        session,
+        AuditTag.TICKET_CREATE,
+        actor,
+        ticket,
+        {
+            "reference": ticket.reference,
+            "type": ticket.type,
+            "confidence": ticket.confidence,
+            "received_at": ticket.received_at.isoformat(),
+            "due_at": ticket.due_at.isoformat() if ticket.due_at else None,
+            "needs_attention": ticket.needs_attention,
+        },
+    )
+    logger.info("opened ticket %s of type %s", ticket.reference, ticket.type)
+    return ticket
+
+
+def change_type(
+    session: Session, ticket: Ticket, new_type: str, policy: SlaPolicy, actor: str
+) -> bool:
+    """Retype a ticket and recompute its due date; return False when nothing changed.
+
+    The reference keeps its prefix: a reference is an identifier the requester already has.
+
+    :raises TransitionError: ``new_type`` is not a request type.
+    """
+    try:
+        request_type = RequestType(new_type)
+    except ValueError as exc:
+        accepted = ", ".join(t.value for t in RequestType)
+        raise TransitionError(f"unknown request type {new_type!r}; accepted: {accepted}") from exc
+    if ticket.type == request_type:
+        return False
+
+    old_type, old_due = ticket.type, ticket.due_at
+    ticket.type = str(request_type)
+    ticket.due_at = compute_due_at(request_type, ticket.received_at, policy)
+    ticket.updated_at = utcnow()
+
+    record_event(
+        session,
+        AuditTag.TICKET_TYPE_CHANGE,
+        actor,
+        ticket,
+        {
+            "from": old_type,
+            "to": ticket.type,
+            "due_from": old_due.isoformat() if old_due else None,
+            "due_to": ticket.due_at.isoformat() if ticket.due_at else None,
+        },
+    )
+    logger.info(
+        "ticket %s retyped from %s to %s by %s", ticket.reference, old_type, ticket.type, actor
+    )
+    return True
+
+
+def change_status(session: Session, ticket: Ticket, new_status: str, actor: str) -> bool:
+    """Move a ticket to another status; return False when nothing changed.
+
+    :raises TransitionError: ``new_status`` is not a ticket status.
+    """
+    try:
+        status = TicketStatus(new_status)
+    except ValueError as exc:
+        accepted = ", ".join(s.value for s in TicketStatus)
+        raise TransitionError(f"unknown status {new_status!r}; accepted: {accepted}") from exc
+    if ticket.status == status:
+        return False
+
+    old_status = ticket.status
+    ticket.status = str(status)
+    ticket.closed_at = utcnow() if status == TicketStatus.CLOSED else None
+    ticket.updated_at = utcnow()
+
+    record_event(
+        session,
+        AuditTag.TICKET_STATUS_CHANGE,
+        actor,
+        ticket,
+        {"from": old_status, "to": ticket.status},
+    )
+    logger.info(
+        "ticket %s status from %s to %s by %s", ticket.reference, old_status, ticket.status, actor
+    )
+    return True
+
+
+def find_ticket(session: Session, reference: str) -> Ticket | None:
+    """Return the ticket with this reference, or None."""
+    return session.scalars(select(Ticket).where(Ticket.reference == reference)).first()
