@@ -1,0 +1,79 @@
+"""privacy-inbox: a helpdesk for privacy teams, built as a Flask application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, request, session
+from flask_login import current_user
+
+from inbox.config import environ, load_settings, validate_settings
+from inbox.extensions import babel, csrf, db, login_manager, migrate
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The source checkout: templates/, static/ and workflows/ sit beside the package."""
+
+LANGUAGES = ("en", "nl")
+"""Languages of the interface, in the order of the switch on every page."""
+
+
+def select_locale() -> str | None:
+    """Pick the interface language: the switch, then the user's setting, then the browser."""
+    chosen = session.get("lang")
+    if chosen in LANGUAGES:
+        return str(chosen)
+    if current_user and getattr(current_user, "is_authenticated", False) and current_user.locale:
+        return str(current_user.locale)
+    return request.accept_languages.best_match(LANGUAGES)
+
+
+def create_app(
+    test_config: Mapping[str, Any] | None = None, instance_path: str | None = None
+) -> Flask:
+    """Build the application: settings, extensions, blueprints and commands."""
+    app = Flask(
+        __name__,
+        instance_path=instance_path,
+        instance_relative_config=True,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    instance_path = Path(app.instance_path)
+    instance_path.mkdir(parents=True, exist_ok=True)
+
+    app.config.from_mapping(load_settings(environ(), instance_path))
+    app.config.update(
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).parent / "translations"),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    validate_settings(app.config)
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=select_locale)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+
+    from inbox import models  # noqa: F401 - registers the tables on db.metadata
+    from inbox.views import register_views
+
+    register_views(app)
+
+    from inbox.cli import register_commands
+
+    register_commands(app)
+    return app

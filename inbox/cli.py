@@ -1,0 +1,318 @@
+"""The ``privacy-inbox`` command line: set-up, polling, import, demo, and read-outs for scripts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sys
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy import select
+
+from inbox.audit import verify_chain
+from inbox.enums import RequestType
+from inbox.errors import InboxError
+from inbox.extensions import db
+from inbox.models.ticket import Ticket
+from inbox.models.user import Role
+from inbox.services.intake import import_path, poll_mailboxes
+from inbox.services.tickets import sla_policy
+from inbox.services.users import UserExistsError, create_user, find_user
+from inbox.sla import compute_due_at, parse_received
+
+logger = logging.getLogger(__name__)
+
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples" / "mail"
+"""The bundled sample mails that ``demo`` ingests."""
+
+
+def register_commands(app: Flask) -> None:
+    """Attach the commands to the app, so ``flask`` and ``privacy-inbox`` both offer them."""
+    for command in (
+        init_command,
+        poll_command,
+        import_command,
+        demo_command,
+        create_user_command,
+        tickets_command,
+        audit_group,
+        sla_group,
+        serve_command,
+        worker_command,
+        classify_eval_command,
+    ):
+        app.cli.add_command(command)
+
+
+def prepare_database() -> None:
+    """Create the tables that do not exist yet."""
+    db.create_all()
+
+
+def ensure_admin(email: str, password: str | None) -> str | None:
+    """Create the first admin unless one exists; return the generated password, if any."""
+    if find_user(db.session, email) is not None:
+        return None
+    generated = None
+    if not password:
+        generated = password = secrets.token_urlsafe(12)
+    create_user(db.session, email=email, password=password, role=Role.ADMIN, actor="cli")
+    db.session.commit()
+    return generated
+
+
+@click.command("init")
+@with_appcontext
+def init_command() -> None:
+    """Create the database tables and the first admin account."""
+    prepare_database()
+    config = current_app.config
+    generated = ensure_admin(config["ADMIN_EMAIL"], config["ADMIN_PASSWORD"])
+    click.echo(f"database ready: {db.engine.url.render_as_string(hide_password=True)}")
+    if generated:
+        click.echo(
+            f"admin account {config['ADMIN_EMAIL']} created, password (shown once): {generated}"
+        )
+
+
+@click.command("poll")
+@click.option(
+    "--once", is_flag=True, help="Poll each mailbox once and exit; non-zero on any error."
+)
+@click.option(
+    "--mailbox", "mailbox_name", default=None, help="Poll only the mailbox with this name."
+)
+@with_appcontext
+def poll_command(once: bool, mailbox_name: str | None) -> None:
+    """Fetch new mail from the configured IMAP mailboxes and turn it into tickets."""
+    from inbox.jobs import run_poll_loop
+
+    prepare_database()
+    if not once:
+        run_poll_loop(current_app._get_current_object())  # type: ignore[attr-defined]
+        return
+    try:
+        results, errors = poll_mailboxes(db.session, current_app.config, only=mailbox_name)
+    except InboxError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not results and not errors:
+        raise click.ClickException(
+            "no mailbox is configured: set INBOX_IMAP_HOST, INBOX_IMAP_USER and INBOX_IMAP_PASSWORD"
+        )
+    for result in results:
+        click.echo(
+            f"{result.mailbox}: {result.fetched} fetched, {result.new_tickets} new tickets, "
+            f"{result.replies} replies, {result.quarantined} need attention, "
+            f"{result.oversize} oversize, {result.marked} marked"
+        )
+    for error in errors:
+        click.echo(f"error: {error}", err=True)
+    if errors:
+        sys.exit(1)
+
+
+@click.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@with_appcontext
+def import_command(paths: tuple[Path, ...]) -> None:
+    """Import mail from .eml files, folders of them, a Maildir or an mbox."""
+    prepare_database()
+    for path in paths:
+        try:
+            result = import_path(db.session, path, current_app.config, datetime.now(UTC))
+        except InboxError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(
+            f"{path}: {result.files} mails, {result.new_tickets} new tickets, "
+            f"{result.replies} replies, {result.quarantined} need attention"
+        )
+
+
+def print_summary() -> None:
+    """Print tickets per type and the nearest open deadline."""
+    tickets = db.session.scalars(select(Ticket)).all()
+    counts = Counter(ticket.type for ticket in tickets)
+    click.echo(f"{len(tickets)} tickets")
+    for request_type in RequestType:
+        if counts[request_type]:
+            click.echo(f"  {request_type.value:<20} {counts[request_type]}")
+    open_due = [t for t in tickets if t.due_at is not None and not t.is_closed]
+    if open_due:
+        nearest = min(open_due, key=lambda t: t.due_at)  # type: ignore[arg-type, return-value]
+        due_local = nearest.due_at.astimezone(ZoneInfo(current_app.config["ORG_TIMEZONE"]))  # type: ignore[union-attr]
+        click.echo(
+            f"nearest deadline: {nearest.reference} ({nearest.type}) due {due_local.isoformat()}"
+        )
+
+
+@click.command("demo")
+@click.option("--serve/--no-serve", default=True, help="Serve the web interface after the import.")
+@click.option(
+    "--port", default=5000, show_default=True, help="Port of the web interface on 127.0.0.1."
+)
+@with_appcontext
+def demo_command(serve: bool, port: int) -> None:
+    """Set up the database, import the bundled sample mails, summarise, and serve the web UI."""
+    prepare_database()
+    config = current_app.config
+    generated = ensure_admin(config["ADMIN_EMAIL"], config["ADMIN_PASSWORD"])
+    if generated:
+        click.echo(
+            f"admin account {config['ADMIN_EMAIL']} created, password (shown once): {generated}"
+        )
+    result = import_path(db.session, SAMPLES_DIR, config, datetime.now(UTC))
+    click.echo(
+        f"imported {result.files} sample mails: {result.new_tickets} new tickets, "
+        f"{result.replies} replies, {result.quarantined} need attention"
+    )
+    print_summary()
+    if serve:
+        from inbox.serve import serve_app
+
+        serve_app(current_app._get_current_object(), "127.0.0.1", port)  # type: ignore[attr-defined]
+
+
+@click.command("create-user")
+@click.argument("email")
+@click.option("--name", default="", help="Display name.")
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in Role]),
+    default=Role.AGENT.value,
+    show_default=True,
+)
+@click.password_option(help="Password; asked for when not given.")
+@with_appcontext
+def create_user_command(email: str, name: str, role: str, password: str) -> None:
+    """Create a user who can sign in to the web interface."""
+    prepare_database()
+    try:
+        create_user(
+            db.session, email=email, password=password, role=Role(role), name=name, actor="cli"
+        )
+    except (UserExistsError, InboxError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    click.echo(f"user {email} created with role {role}")
+
+
+@click.command("tickets")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print every ticket as one JSON object per line."
+)
+@with_appcontext
+def tickets_command(as_json: bool) -> None:
+    """List tickets, nearest deadline first."""
+    prepare_database()
+    tickets = db.session.scalars(
+        select(Ticket).order_by(Ticket.due_at.is_(None), Ticket.due_at, Ticket.id)
+    ).all()
+    zone = ZoneInfo(current_app.config["ORG_TIMEZONE"])
+    for ticket in tickets:
+        if as_json:
+            click.echo(json.dumps(ticket.to_json(zone), ensure_ascii=False))
+        else:
+            due = ticket.due_at.astimezone(zone).isoformat() if ticket.due_at else "-"
+            click.echo(f"{ticket.reference}  {ticket.type:<18} {ticket.status:<8} due {due}")
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """Inspect the audit trail."""
+
+
+@audit_group.command("verify")
+@with_appcontext
+def audit_verify_command() -> None:
+    """Recompute the hash chain of the audit trail; exit 1 at the first broken link."""
+    prepare_database()
+    report = verify_chain(db.session)
+    if not report.is_intact:
+        click.echo(f"audit chain broken at event {report.first_bad_id}: {report.reason}", err=True)
+        sys.exit(1)
+    click.echo(f"audit chain intact: {report.checked} events")
+
+
+@click.group("sla")
+def sla_group() -> None:
+    """Deadline arithmetic, for checking the rule by hand."""
+
+
+@sla_group.command("due")
+@click.option("--type", "type_name", required=True, help="Request type, such as access or breach.")
+@click.option("--received", required=True, help="Receipt time in ISO 8601 with offset.")
+@with_appcontext
+def sla_due_command(type_name: str, received: str) -> None:
+    """Print the due moment of a request received at a given time."""
+    try:
+        received_at = parse_received(received)
+        due = compute_due_at(type_name, received_at, sla_policy(current_app.config))
+    except InboxError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(due.isoformat() if due else "none: this type has no legal deadline")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, help="Port to listen on.")
+@with_appcontext
+def serve_command(host: str, port: int) -> None:
+    """Serve the web interface; without REDIS_URL it also polls the mailbox on a timer."""
+    from inbox.serve import serve_app
+
+    prepare_database()
+    serve_app(current_app._get_current_object(), host, port)  # type: ignore[attr-defined]
+
+
+@click.command("worker")
+@with_appcontext
+def worker_command() -> None:
+    """Run an RQ worker with the periodic mailbox poll (needs REDIS_URL)."""
+    from inbox.jobs import run_worker
+
+    try:
+        run_worker(current_app._get_current_object())  # type: ignore[attr-defined]
+    except InboxError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command("classify-eval")
+@click.argument("directory", type=click.Path(path_type=Path))
+def classify_eval_command(directory: Path) -> None:
+    """Score the classifier on DIR/MANIFEST.csv: per type, per language and a confusion matrix."""
+    from inbox.classify_eval import evaluate, format_report
+
+    try:
+        report = evaluate(directory)
+    except (InboxError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(format_report(report))
+
+
+def make_app() -> Flask:
+    """Build the app for the command line."""
+    from inbox import create_app
+
+    return create_app()
+
+
+def main() -> None:
+    """Run the ``privacy-inbox`` command."""
+    cli = FlaskGroup(
+        create_app=make_app,
+        add_default_commands=True,
+        add_version_option=False,
+        help="privacy-inbox: GDPR requests and breach reports from a shared mailbox.",
+    )
+    try:
+        cli.main(prog_name="privacy-inbox")
+    except InboxError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,346 @@
+"""From raw bytes to a ticket: store first, then parse, filter, thread, classify and open.
+
+Both the IMAP poller and the file importer go through ``store_raw`` and ``process_raw``. The raw
+bytes are committed before anything else happens, so a crash at any later point leaves a stored,
+unprocessed message that the next run picks up with ``process_pending``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from inbox.audit import SYSTEM_ACTOR, record_event
+from inbox.classify import classify
+from inbox.enums import RequestType, TicketStatus
+from inbox.errors import ParseError
+from inbox.mail.filters import AutoCheck, check_automatic
+from inbox.mail.parse import ParsedMail, parse_message
+from inbox.mail.quoting import split_reply
+from inbox.mail.threading import find_thread
+from inbox.models.audit import AuditTag
+from inbox.models.message import Attachment, Blob, MailLocation, Message, RawMessage
+from inbox.models.ticket import Ticket
+from inbox.models.types import utcnow
+from inbox.services.tickets import NewTicket, change_status, open_ticket
+from inbox.sla import SlaPolicy
+
+logger = logging.getLogger(__name__)
+
+MAX_PROCESS_ATTEMPTS = 3
+"""Attempts to process a stored message before it is quarantined for a person to look at."""
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """What the pipeline needs from the app settings."""
+
+    policy: SlaPolicy
+    own_addresses: frozenset[str] = frozenset()
+    max_attachment_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a message was fetched from on an IMAP server."""
+
+    mailbox: str
+    uidvalidity: int
+    uid: int
+
+
+@dataclass
+class StoreResult:
+    """The stored raw message and whether this call created it."""
+
+    raw_message: RawMessage
+    created: bool
+
+
+@dataclass
+class ProcessResult:
+    """What processing one stored message did."""
+
+    ticket: Ticket
+    new_ticket: bool
+    quarantined: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def message_id_of(raw: bytes) -> str:
+    """Read the Message-ID header without a full parse; return "" when there is none."""
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw[:65536], headersonly=True)
+        value = str(headers.get("Message-ID", "") or "")
+    except Exception:  # noqa: BLE001 - the standard parser's faults on hostile headers vary
+        return ""
+    return value.strip().strip("<>")[:998]
+
+
+def store_raw(
+    session: Session, raw: bytes, received_at: datetime, location: Location | None, source: str
+) -> StoreResult:
+    """Store the raw bytes and their location unless already stored; the caller commits.
+
+    A known location is a no-op. Known bytes at a new location (a mailbox restored under a new
+    UIDVALIDITY, a copy in a second folder) only add the location.
+    """
+    if location is not None:
+        known = session.scalars(
+            select(MailLocation).where(
+                MailLocation.mailbox == location.mailbox,
+                MailLocation.uidvalidity == location.uidvalidity,
+                MailLocation.uid == location.uid,
+            )
+        ).first()
+        if known is not None:
+            return StoreResult(known.raw_message, created=False)
+
+    digest = hashlib.sha256(raw).hexdigest()
+    raw_message = session.scalars(select(RawMessage).where(RawMessage.sha256 == digest)).first()
+    created = raw_message is None
+    if raw_message is None:
+        raw_message = RawMessage(
+            sha256=digest,
+            message_id=message_id_of(raw),
+            size=len(raw),
+            raw=raw,
+            internaldate=received_at,
+            source=source,
+        )
+        session.add(raw_message)
+        session.flush()
+
+    if location is not None:
+        session.add(
+            MailLocation(
+                mailbox=location.mailbox,
+                uidvalidity=location.uidvalidity,
+                uid=location.uid,
+                raw_message_id=raw_message.id,
+            )
+        )
+        session.flush()
+    return StoreResult(raw_message, created)
+
+
+def process_raw(
+    session: Session, raw_message: RawMessage, settings: IngestSettings
+) -> ProcessResult:
+    """Turn a stored raw message into a new ticket or a message on an existing one.
+
+    A message that cannot be parsed becomes a quarantined ticket that shows the raw bytes; the
+    caller commits either way.
+    """
+    try:
+        parsed = parse_message(raw_message.raw, max_attachment_bytes=settings.max_attachment_bytes)
+    except ParseError as exc:
+        logger.warning("raw message %s could not be parsed, quarantined: %s", raw_message.id, exc)
+        return quarantine(session, raw_message, settings, f"parse failed: {exc}")
+
+    auto = check_automatic(parsed, own_addresses=settings.own_addresses)
+    ticket = find_thread(session, parsed)
+    if ticket is not None:
+        message = add_message(session, ticket, raw_message, parsed, auto)
+        reopen_if_closed(session, ticket, message)
+        raw_message.processed_at = utcnow()
+        return ProcessResult(ticket, new_ticket=False)
+
+    new_text, _quoted = split_reply(parsed.text)
+    result = classify(parsed.subject, new_text)
+    new = NewTicket(
+        request_type=result.type,
+        received_at=raw_message.internaldate,
+        subject=parsed.subject,
+        requester_name=parsed.from_name,
+        requester_email=parsed.from_addr,
+        language=result.language,
+        confidence=result.confidence,
+        secondary_types=[str(t) for t in result.secondary],
+        evidence=list(result.evidence),
+    )
+    if auto.is_automatic:
+        # Automatic mail is kept and shown, but it is not a request from a person: it gets no
+        # legal clock until someone decides otherwise.
+        new.request_type = RequestType.OTHER
+        new.evidence = [f"automatic mail: {', '.join(auto.reasons)}"]
+    ticket = open_ticket(session, new, settings.policy, SYSTEM_ACTOR)
+    add_message(session, ticket, raw_message, parsed, auto)
+    raw_message.processed_at = utcnow()
+    return ProcessResult(ticket, new_ticket=True)
+
+
+def add_message(
+    session: Session, ticket: Ticket, raw_message: RawMessage, parsed: ParsedMail, auto: AutoCheck
+) -> Message:
+    """Attach a parsed mail and its attachments to a ticket, and audit it."""
+    message = Message(
+        ticket=ticket,
+        raw_message_id=raw_message.id,
+        direction="in",
+        message_id=(parsed.message_id or "")[:998],
+        in_reply_to=list(parsed.in_reply_to),
+        references=list(parsed.references),
+        subject=parsed.subject,
+        from_name=parsed.from_name[:255],
+        from_addr=parsed.from_addr[:320],
+        to_addrs=list(parsed.to),
+        date_header=parsed.date,
+        received_at=raw_message.internaldate,
+        text=parsed.text,
+        html=parsed.html,
+        is_automatic=auto.is_automatic,
+        auto_reasons=list(auto.reasons),
+        defects=list(parsed.defects),
+    )
+    session.add(message)
+    for part in parsed.attachments:
+        message.attachments.append(store_attachment(session, part))
+    session.flush()
+
+    record_event(
+        session,
+        AuditTag.TICKET_MESSAGE_ADD,
+        SYSTEM_ACTOR,
+        ticket,
+        {
+            "message": message.id,
+            "raw_message": raw_message.id,
+            "automatic": auto.is_automatic,
+            "attachments": len(parsed.attachments),
+        },
+    )
+    return message
+
+
+def store_attachment(session: Session, part: object) -> Attachment:
+    """Keep an attachment's bytes once per SHA-256 and return its row."""
+    data: bytes = part.data  # type: ignore[attr-defined]
+    sha256: str | None = part.sha256 if data else None  # type: ignore[attr-defined]
+    if sha256 is not None and session.get(Blob, sha256) is None:
+        session.add(Blob(sha256=sha256, size=len(data), data=data))
+    return Attachment(
+        filename=part.filename[:255],  # type: ignore[attr-defined]
+        content_type=part.content_type[:255],  # type: ignore[attr-defined]
+        size=len(data),
+        content_id=part.content_id,  # type: ignore[attr-defined]
+        is_inline=part.is_inline,  # type: ignore[attr-defined]
+        sha256=sha256,
+    )
+
+
+def reopen_if_closed(session: Session, ticket: Ticket, message: Message) -> None:
+    """Reopen a closed ticket when its requester writes again; automatic mail never reopens."""
+    if not ticket.is_closed or message.is_automatic:
+        return
+    if message.from_addr != ticket.requester_email:
+        return
+    change_status(session, ticket, TicketStatus.OPEN, SYSTEM_ACTOR)
+
+
+def quarantine(
+    session: Session, raw_message: RawMessage, settings: IngestSettings, reason: str
+) -> ProcessResult:
+    """Open a "needs attention" ticket for a message that could not be processed."""
+    subject, sender = best_effort_headers(raw_message.raw)
+    new = NewTicket(
+        request_type=RequestType.OTHER,
+        received_at=raw_message.internaldate,
+        subject=subject,
+        requester_email=sender,
+        needs_attention=True,
+        attention_reason=reason[:2000],
+    )
+    ticket = open_ticket(session, new, settings.policy, SYSTEM_ACTOR)
+    message = Message(
+        ticket=ticket,
+        raw_message_id=raw_message.id,
+        direction="in",
+        message_id=raw_message.message_id,
+        subject=subject,
+        from_addr=sender,
+        received_at=raw_message.internaldate,
+        text="",
+        parse_failed=True,
+        defects=[reason[:2000]],
+    )
+    session.add(message)
+    raw_message.error = reason[:2000]
+    raw_message.processed_at = utcnow()
+    session.flush()
+    record_event(
+        session,
+        AuditTag.TICKET_QUARANTINE,
+        SYSTEM_ACTOR,
+        ticket,
+        {"raw_message": raw_message.id, "reason": reason[:500]},
+    )
+    return ProcessResult(ticket, new_ticket=True, quarantined=True)
+
+
+def best_effort_headers(raw: bytes) -> tuple[str, str]:
+    """Read Subject and From with the standard parser for a quarantined ticket, never raising."""
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw[:65536], headersonly=True)
+        subject = str(headers.get("Subject", "") or "")[:500]
+        sender = str(headers.get("From", "") or "")[:320]
+    except Exception:  # noqa: BLE001 - any fault here must not lose the message
+        return "", ""
+    return subject, sender
+
+
+def process_with_retries(
+    session: Session, raw_message_id: int, settings: IngestSettings
+) -> ProcessResult | None:
+    """Process one stored message in its own transaction, quarantining it after repeated faults.
+
+    Returns None when the message was already processed (by an earlier run or another worker).
+    """
+    while True:
+        raw_message = session.get(RawMessage, raw_message_id)
+        if raw_message is None or raw_message.is_processed:
+            return None
+        try:
+            result = process_raw(session, raw_message, settings)
+            session.commit()
+            return result
+        except IntegrityError:
+            # Another worker processed it at the same moment; its commit wins.
+            session.rollback()
+            logger.info("raw message %s was processed concurrently", raw_message_id)
+            return None
+        except Exception as exc:  # noqa: BLE001 - one message's fault must not stop the batch
+            session.rollback()
+            logger.error("processing raw message %s failed", raw_message_id, exc_info=True)
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+
+        raw_message = session.get(RawMessage, raw_message_id)
+        assert raw_message is not None
+        raw_message.attempts += 1
+        raw_message.error = error
+        if raw_message.attempts >= MAX_PROCESS_ATTEMPTS:
+            result = quarantine(session, raw_message, settings, f"processing failed: {error}")
+            session.commit()
+            return result
+        session.commit()
+
+
+def process_pending(session: Session, settings: IngestSettings) -> list[ProcessResult]:
+    """Process every stored message that is not yet processed, oldest first."""
+    pending = session.scalars(
+        select(RawMessage.id).where(RawMessage.processed_at.is_(None)).order_by(RawMessage.id)
+    ).all()
+    results = []
+    for raw_message_id in pending:
+        result = process_with_retries(session, raw_message_id, settings)
+        if result is not None:
+            results.append(result)
+    return results

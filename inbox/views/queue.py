@@ -1,0 +1,65 @@
+"""The queue: tickets sorted by due date, filterable by type and status, paginated."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, current_app, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_babel import format_timedelta
+from flask_babel import gettext as _
+from flask_login import login_required
+from sqlalchemy import select
+
+from inbox.enums import RequestType, TicketStatus
+from inbox.extensions import db
+from inbox.models.ticket import Ticket
+from inbox.models.types import utcnow
+
+bp = Blueprint("queue", __name__)
+
+OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.WAITING)
+"""Statuses shown when the filter is "open"."""
+
+
+def time_left_label(ticket: Ticket) -> tuple[str, str]:
+    """Return the time left as words and a CSS class: overdue, soon (under 3 days) or ok."""
+    if ticket.due_at is None or ticket.is_closed:
+        return "–", "none"
+    left = ticket.due_at - utcnow()
+    if left < timedelta(0):
+        return _("%(time)s overdue", time=format_timedelta(-left, threshold=1.1)), "overdue"
+    css = "soon" if left < timedelta(days=3) else "ok"
+    return format_timedelta(left, threshold=1.1), css
+
+
+@bp.route("/")
+@login_required
+def index() -> ResponseReturnValue:
+    """List tickets, nearest deadline first."""
+    type_filter = request.args.get("type", "")
+    status_filter = request.args.get("status", "open")
+    attention_only = request.args.get("attention") == "1"
+
+    query = select(Ticket)
+    if type_filter in {t.value for t in RequestType}:
+        query = query.where(Ticket.type == type_filter)
+    if status_filter == "open":
+        query = query.where(Ticket.status.in_([str(s) for s in OPEN_STATUSES]))
+    elif status_filter in {s.value for s in TicketStatus}:
+        query = query.where(Ticket.status == status_filter)
+    if attention_only:
+        query = query.where(Ticket.needs_attention.is_(True))
+    query = query.order_by(Ticket.due_at.is_(None), Ticket.due_at, Ticket.received_at, Ticket.id)
+
+    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    return render_template(
+        "queue.html",
+        page=page,
+        type_filter=type_filter,
+        status_filter=status_filter,
+        attention_only=attention_only,
+        request_types=list(RequestType),
+        statuses=list(TicketStatus),
+        time_left_label=time_left_label,
+    )
