@@ -16,6 +16,8 @@ from inbox.services.intake import poll_mailboxes
 
 if TYPE_CHECKING:
     from flask import Flask
+    from redis import Redis
+    from rq.cron import CronScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -85,19 +87,25 @@ def start_inline_poller(app: Flask) -> threading.Event | None:
     return stop
 
 
-def run_cron_scheduler(redis_url: str, interval_seconds: int) -> None:
-    """Register the periodic poll in RQ's cron scheduler and run it until stopped."""
-    from redis import Redis
+def build_cron_scheduler(connection: Redis, interval_seconds: int) -> CronScheduler:
+    """Return RQ's cron scheduler with the periodic mailbox poll registered."""
     from rq.cron import CronScheduler
 
-    scheduler = CronScheduler(connection=Redis.from_url(redis_url))
+    scheduler = CronScheduler(connection=connection)
     scheduler.register(
         poll_job,
         queue_name=POLL_QUEUE,
         interval=interval_seconds,
         job_timeout=POLL_JOB_TIMEOUT_SECONDS,
     )
-    scheduler.start()
+    return scheduler
+
+
+def run_cron_scheduler(redis_url: str, interval_seconds: int) -> None:
+    """Run RQ's cron scheduler with the periodic poll until stopped."""
+    from redis import Redis
+
+    build_cron_scheduler(Redis.from_url(redis_url), interval_seconds).start()
 
 
 def run_worker(app: Flask) -> None:

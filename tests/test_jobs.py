@@ -1,0 +1,63 @@
+"""The RQ path: the poll job in a real worker on Redis, and its cron registration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from flask import Flask
+from redis import Redis
+from rq import Queue, SimpleWorker
+from sqlalchemy import select
+
+from inbox.extensions import db
+from inbox.jobs import POLL_QUEUE, build_cron_scheduler, poll_job
+from inbox.models.ticket import Ticket
+from tests.factories import make_mail
+from tests.servers import Dovecot
+
+
+@pytest.fixture
+def redis_connection(redis_test_url: str) -> Iterator[Redis]:
+    connection = Redis.from_url(redis_test_url)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+    connection.close()
+
+
+def test_poll_job_runs_in_rq_worker(
+    imap_app: Flask, mailbox: Dovecot, redis_connection: Redis
+) -> None:
+    mailbox.append("INBOX", make_mail(), msg_time=datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    queue = Queue(POLL_QUEUE, connection=redis_connection)
+    job = queue.enqueue(poll_job)
+
+    # SimpleWorker runs the job in this process, inside the test app's context.
+    SimpleWorker([queue], connection=redis_connection).work(burst=True)
+
+    job.refresh()
+    assert job.is_finished
+    assert job.return_value() == {"mailboxes": 1, "errors": 0, "new_tickets": 1, "replies": 0}
+    assert db.session.scalars(select(Ticket)).one().type == "access"
+
+
+def test_cron_scheduler_enqueues_poll(redis_connection: Redis) -> None:
+    scheduler = build_cron_scheduler(redis_connection, interval_seconds=60)
+
+    enqueued = scheduler.enqueue_jobs()
+
+    assert len(enqueued) == 1
+    queue = Queue(POLL_QUEUE, connection=redis_connection)
+    assert queue.jobs[0].func_name == "inbox.jobs.poll_job"
+
+
+def test_poll_job_twice_is_harmless(imap_app: Flask, mailbox: Dovecot) -> None:
+    mailbox.append("INBOX", make_mail(), msg_time=datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+
+    first = poll_job()
+    second = poll_job()
+
+    assert first["new_tickets"] == 1
+    assert second["new_tickets"] == 0
