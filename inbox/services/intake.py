@@ -20,6 +20,7 @@ from inbox.errors import InputError, MailboxError
 from inbox.mail.ingest import IngestSettings, process_with_retries, store_raw
 from inbox.mail.poller import MailboxConfig, PollResult, poll_mailbox
 from inbox.models.mailbox import Mailbox
+from inbox.secrets_box import decrypt_secret
 from inbox.services.tickets import sla_policy
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def mailbox_configs(session: Session, config: Mapping[str, Any]) -> list[Mailbox
                 port=row.port,
                 security=row.security,
                 username=row.username,
-                password=row.password,
+                password=decrypt_secret(row.password, config["SECRET_KEY"]),
                 folder=row.folder,
                 processed_action=row.processed_action,
                 processed_folder=row.processed_folder,

@@ -11,7 +11,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import SelectField, SubmitField
+from wtforms import SelectChoice, SelectField, SubmitField
 
 from inbox.errors import TransitionError
 from inbox.extensions import db
@@ -19,7 +19,8 @@ from inbox.mail.sanitize import sanitize_html
 from inbox.models.audit import AuditEvent
 from inbox.models.message import Attachment, Message, RawMessage
 from inbox.models.ticket import Ticket
-from inbox.services.tickets import change_status, change_type, sla_policy
+from inbox.services.tickets import change_status, sla_policy
+from inbox.services.triage import retype_with_correction
 from inbox.views.labels import STATUS_LABELS, TYPE_LABELS
 
 bp = Blueprint("tickets", __name__, url_prefix="/tickets")
@@ -32,7 +33,7 @@ class TypeForm(FlaskForm):
     """Change the request type."""
 
     type = SelectField(
-        _l("Request type"), choices=[(t.value, label) for t, label in TYPE_LABELS.items()]
+        _l("Request type"), choices=[SelectChoice(t.value, label) for t, label in TYPE_LABELS.items()]
     )
     submit_type = SubmitField(_l("Change type"))
 
@@ -41,7 +42,7 @@ class StatusForm(FlaskForm):
     """Change the status."""
 
     status = SelectField(
-        _l("Status"), choices=[(s.value, label) for s, label in STATUS_LABELS.items()]
+        _l("Status"), choices=[SelectChoice(s.value, label) for s, label in STATUS_LABELS.items()]
     )
     submit_status = SubmitField(_l("Change status"))
 
@@ -111,7 +112,7 @@ def set_type(reference: str) -> ResponseReturnValue:
     if not form.validate_on_submit():
         abort(400, _("Choose one of the listed request types."))
     try:
-        changed = change_type(
+        changed = retype_with_correction(
             db.session,
             ticket,
             form.type.data or "",
