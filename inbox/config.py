@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from inbox.errors import ConfigError
+from inbox.errors import ConfigError, SlaError
+from inbox.sla import SlaPolicy
 
 IMAP_SECURITY_CHOICES = ("ssl", "starttls", "none")
 """Accepted values of INBOX_IMAP_SECURITY."""
@@ -78,6 +79,16 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], Any], ...] = (
     ("ADMIN_PASSWORD", "INBOX_ADMIN_PASSWORD", str, ""),
     ("PAGE_SIZE", "INBOX_PAGE_SIZE", int, 50),
     ("BABEL_DEFAULT_LOCALE", "INBOX_DEFAULT_LOCALE", _to_choice(("en", "nl")), "en"),
+    ("SMTP_HOST", "INBOX_SMTP_HOST", str, ""),
+    ("SMTP_PORT", "INBOX_SMTP_PORT", int, 0),
+    ("SMTP_SECURITY", "INBOX_SMTP_SECURITY", _to_choice(("starttls", "ssl", "none")), "starttls"),
+    ("SMTP_USER", "INBOX_SMTP_USER", str, ""),
+    ("SMTP_PASSWORD", "INBOX_SMTP_PASSWORD", str, ""),
+    ("SMTP_TIMEOUT_SECONDS", "INBOX_SMTP_TIMEOUT_SECONDS", float, 30.0),
+    ("MAIL_FROM", "INBOX_MAIL_FROM", str, ""),
+    ("DPO_CONTACT", "INBOX_DPO_CONTACT", str, ""),
+    ("ORG_SIGNATURE", "INBOX_ORG_SIGNATURE", str, ""),
+    ("AUTO_ACKNOWLEDGE", "INBOX_AUTO_ACKNOWLEDGE", _to_bool, True),
 )
 
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
@@ -157,6 +168,18 @@ def validate_settings(settings: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"INBOX_POLL_INTERVAL_SECONDS must be at least 5, got {settings['POLL_INTERVAL_SECONDS']}"
         )
+    try:
+        SlaPolicy(
+            timezone=settings["ORG_TIMEZONE"],
+            holiday_country=settings["HOLIDAY_COUNTRY"],
+            month_rule=settings["SLA_MONTH_RULE"],
+            request_days=settings["SLA_REQUEST_DAYS"],
+            breach_hours=settings["SLA_BREACH_HOURS"],
+        )
+    except SlaError as exc:
+        raise ConfigError(
+            f"deadline settings are invalid (INBOX_TIMEZONE, INBOX_HOLIDAY_COUNTRY, INBOX_SLA_*): {exc}"
+        ) from exc
     if settings["PAGE_SIZE"] < 1:
         raise ConfigError(f"INBOX_PAGE_SIZE must be at least 1, got {settings['PAGE_SIZE']}")
 
