@@ -138,6 +138,120 @@ def test_classify_tricky_sentences(subject: str, body: str, expected: RequestTyp
 
 
 @pytest.mark.parametrize(
+    ("subject", "body", "expected"),
+    [
+        # Everyday questions about what the organisation holds.
+        ("Vraagje", "Wat hebben jullie allemaal over mij opgeslagen?", RequestType.ACCESS),
+        ("hoi", "Hoe komen jullie aan mijn telefoonnummer?", RequestType.ACCESS),
+        ("question", "What info do you have on me? Just curious.", RequestType.ACCESS),
+        ("Frage", "Was haben Sie eigentlich über mich gespeichert?", RequestType.ACCESS),
+        ("Question", "Que savez-vous sur moi exactement ?", RequestType.ACCESS),
+        # Informal erasure.
+        ("weg ermee", "Haal mijn profiel weg van jullie site.", RequestType.ERASURE),
+        ("account", "Please get rid of my account and everything in it.", RequestType.ERASURE),
+        # Staff reports of a mail to the wrong person, a stolen phone, ransomware.
+        (
+            "Oeps",
+            "Ik heb net een offerte met klantgegevens naar de verkeerde klant gemaild.",
+            RequestType.BREACH,
+        ),
+        (
+            "mistake",
+            "I emailed the payroll spreadsheet to the wrong customer this morning.",
+            RequestType.BREACH,
+        ),
+        ("Fehler", "Ich habe eine Rechnung an den falschen Kunden geschickt.", RequestType.BREACH),
+        ("erreur", "J'ai envoyé un devis au mauvais client.", RequestType.BREACH),
+        ("Phone", "My phone was stolen on the train, the sales app is on it.", RequestType.BREACH),
+        (
+            "Schermen zwart",
+            "Alle bestanden op de server zijn versleuteld en er wordt losgeld gevraagd.",
+            RequestType.BREACH,
+        ),
+        (
+            "Post",
+            "In mijn envelop zat ook de jaaropgave van een andere klant.",
+            RequestType.BREACH,
+        ),
+        (
+            "Portal",
+            "I can see someone else's invoice when I log in to the portal.",
+            RequestType.BREACH,
+        ),
+        # A request for a person to review an automatic refusal, also when it uses "bezwaar".
+        (
+            "Afwijzing",
+            "Ik maak bezwaar tegen de automatische afwijzing en wil dat een mens ernaar kijkt.",
+            RequestType.AUTOMATED_DECISION,
+        ),
+        (
+            "Declined",
+            "My mortgage application was declined automatically. I want a human to look at it.",
+            RequestType.AUTOMATED_DECISION,
+        ),
+        # Corrections, restriction, objection and consent in everyday words.
+        (
+            "naam",
+            "Mijn achternaam staat verkeerd in jullie systeem, het is Jansen met een s.",
+            RequestType.RECTIFICATION,
+        ),
+        ("Birthday", "Please correct my date of birth: 2 May.", RequestType.RECTIFICATION),
+        (
+            "geschil",
+            "Zolang het geschil over de rekening loopt, mogen jullie mijn gegevens niet doorgeven.",
+            RequestType.RESTRICTION,
+        ),
+        ("bellen", "Ik wil niet meer gebeld worden voor aanbiedingen.", RequestType.OBJECTION),
+        # A negation in an earlier clause does not reach past a new subject pronoun.
+        (
+            "foto",
+            "Ik werk hier niet meer en ik trek mijn toestemming voor de foto in.",
+            RequestType.CONSENT_WITHDRAWAL,
+        ),
+    ],
+)
+def test_classify_informal_phrasings(subject: str, body: str, expected: RequestType) -> None:
+    assert classify(subject, body).type is expected
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "expected"),
+    [
+        # A direct request about own data, with no clear type, becomes access.
+        ("Vraag", "Kunnen jullie mij mijn gegevens bezorgen?", RequestType.ACCESS),
+        ("Hello", "Could you send me my details as you have them?", RequestType.ACCESS),
+        # A direct request with a request phrase beats the noise of a job application.
+        (
+            "Mijn sollicitatie van vorig jaar",
+            "Ik ben niet aangenomen. Willen jullie mijn cv, brief en notities verwijderen?",
+            RequestType.ERASURE,
+        ),
+    ],
+)
+def test_classify_direct_request_low_confidence(subject: str, body: str,
+                                                expected: RequestType) -> None:
+    result = classify(subject, body)
+    assert result.type is expected
+    assert result.confidence < 0.6
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        ("Wachtwoord", "Ik kan niet inloggen. Kunnen jullie mijn wachtwoord resetten?"),
+        ("Bestelling", "Kunnen jullie mijn bestelling van vorige week annuleren?"),
+        ("Meeting", "Can you send me the slides from yesterday's meeting?"),
+        ("Termin", "Können Sie mir bitte einen Termin für nächste Woche geben?"),
+        ("Rendez-vous", "Pouvez-vous me confirmer le rendez-vous de jeudi ?"),
+        ("Sollicitatie", "Graag solliciteer ik naar de functie. Mijn cv vindt u in de bijlage."),
+        ("Application", "Please find my CV attached for the vacancy of data analyst."),
+    ],
+)
+def test_classify_everyday_requests_stay_other(subject: str, body: str) -> None:
+    assert classify(subject, body).type is RequestType.OTHER
+
+
+@pytest.mark.parametrize(
     ("text", "language"),
     [
         ("Ik wil graag een kopie van mijn gegevens die u van mij heeft.", "nl"),
@@ -187,7 +301,7 @@ def test_classify_no_signal_moderate_confidence() -> None:
 
 
 def test_classify_extra_phrase_changes_result(tmp_path: Path) -> None:
-    subject, body = "Vraag", "Graag een schoonmaakbeurt van mijn dossier."
+    subject, body = "Vraag", "Graag een schoonmaakbeurt van het klantenarchief."
     assert classify(subject, body).type is RequestType.OTHER
 
     (tmp_path / "local.yaml").write_text(

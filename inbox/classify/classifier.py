@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from inbox.classify.direct import LocatedHit, decide_direct_request
 from inbox.classify.phrasebook import KEY_LENGTH, PhraseBook, Rule, load_phrasebook
 from inbox.classify.text import detect_language, strip_history, tokenize
 from inbox.enums import RequestType
@@ -97,6 +98,7 @@ class _Scores:
     evidence: defaultdict[RequestType, dict[str, float]]
     hits: defaultdict[str, int]
     suppressed: set[RequestType]
+    located: list[LocatedHit] = field(default_factory=list)
 
     def add(self, rule_id: str, rule_type: RequestType, weight: float, found: str) -> None:
         """Add one hit, weighting repeats of the same phrase down."""
@@ -112,7 +114,7 @@ class _Scores:
 
 
 class _Context:
-    """The negation and contrast words of the detected language, checked around a hit."""
+    """The negation, contrast and pronoun words of the detected language, checked around a hit."""
 
     def __init__(self, book: PhraseBook, language: str) -> None:
         words = book.languages.get(language)
@@ -121,19 +123,27 @@ class _Context:
             self.negations = frozenset().union(*(w.negations for w in words_list))
             self.after = frozenset().union(*(w.negations_after for w in words_list))
             self.contrasts = frozenset().union(*(w.contrasts for w in words_list))
+            self.pronouns = frozenset().union(*(w.subject_pronouns for w in words_list))
         else:
-            self.negations, self.after, self.contrasts = (
-                words.negations, words.negations_after, words.contrasts)
+            self.negations, self.after, self.contrasts, self.pronouns = (
+                words.negations, words.negations_after, words.contrasts, words.subject_pronouns)
 
     def look_back(self, text: str, tokens: list[re.Match[str]], index: int) -> tuple[bool, bool]:
-        """Return (negated, contrasted) for the hit starting at token ``index``."""
+        """Return (negated, contrasted) for the hit starting at token ``index``.
+
+        A subject pronoun between a negation and the hit opens a new clause, so the negation
+        belongs to the clause before ("ik werk hier niet meer en ik trek mijn toestemming in").
+        """
+        in_clause = True
         for back in range(index - 1, max(index - 1 - NEGATION_WINDOW_TOKENS, -1), -1):
             if _SENTENCE_BREAK_RE.search(text, tokens[back].end(), tokens[back + 1].start()):
                 return False, False
             word = tokens[back].group()
             if word in self.contrasts:
                 return False, True
-            if word in self.negations:
+            if word in self.pronouns:
+                in_clause = False
+            elif in_clause and word in self.negations:
                 return True, False
         return False, False
 
@@ -188,6 +198,7 @@ def _score_rules(book: PhraseBook, original: str, tokens: list[re.Match[str]], i
             if is_body and token.start() < LEAD_CHARS:
                 value *= LEAD_FACTOR
             scores.add(rule.source, rule.type, value, source[found.start():found.end()])
+            scores.located.append(LocatedHit(is_body, token.start(), rule.type, value))
             scores.suppressed.update(rule.suppresses)
 
 
@@ -220,12 +231,18 @@ def _confidence(best: float, runner_up: float) -> float:
     return round(strength * (0.5 + 0.5 * margin), 3)
 
 
-def _decide(scores: _Scores) -> tuple[RequestType, tuple[RequestType, ...], float]:
-    """Pick the primary type, the secondary types and the confidence from the totals."""
+def _effective_totals(scores: _Scores) -> dict[RequestType, float]:
+    """Return the positive totals per type, with the types a false friend matched damped."""
     totals = {t: s for t, s in scores.totals.items() if s > 0}
     for rule_type in scores.suppressed:
         if rule_type in totals:
             totals[rule_type] *= SUPPRESS_FACTOR
+    return totals
+
+
+def _decide(scores: _Scores) -> tuple[RequestType, tuple[RequestType, ...], float]:
+    """Pick the primary type, the secondary types and the confidence from the totals."""
+    totals = _effective_totals(scores)
     if not totals:
         return RequestType.OTHER, (), NO_SIGNAL_CONFIDENCE
 
@@ -264,11 +281,27 @@ def classify(subject: str, body: str, phrases: PhraseBook | None = None) -> Clas
     _score_articles(book, new_text, 1.0, scores)
 
     primary, secondary, confidence = _decide(scores)
+    evidence: tuple[str, ...] = ()
+
+    # A missed request has no legal clock, so a direct request about the writer's own data
+    # gets a request type with low confidence, which the queue marks for a type check.
+    if primary is RequestType.OTHER:
+        direct = decide_direct_request(
+            book,
+            (subject, new_text),
+            [hit for hit in scores.located if hit.type not in scores.suppressed],
+            {t: s for t, s in _effective_totals(scores).items() if t not in scores.suppressed},
+        )
+        if direct is not None:
+            primary, secondary, confidence = direct.type, (), direct.confidence
+            evidence = direct.evidence
+
     ranked = sorted(scores.evidence[primary].items(), key=lambda item: item[1], reverse=True)
+    evidence += tuple(phrase for phrase, _ in ranked[: 6 - len(evidence)])
     return Classification(
         type=primary,
         secondary=secondary,
         confidence=confidence,
         language=language,
-        evidence=tuple(phrase for phrase, _ in ranked[:6]),
+        evidence=evidence,
     )

@@ -4,6 +4,7 @@ A phrase file is ``phrases/<lang>.yaml``. Its ``phrases`` section maps a request
 of entries; an entry is a phrase (weight 1) or a one-key mapping ``phrase: weight``. In a
 phrase, words match case-insensitively and any run of spaces or punctuation between them,
 ``word*`` matches any word that starts with ``word``, and ``...`` matches up to three words.
+The ``request_cues`` and ``own_data`` sections hold phrases in the same notation.
 """
 
 from __future__ import annotations
@@ -40,12 +41,17 @@ LIST_KEYS = (
     "negations",
     "negations_after",
     "contrasts",
+    "subject_pronouns",
     "article_words",
     "gdpr_names",
     "other_law_names",
     "reply_headers",
     "footer_markers",
+    "request_cues",
+    "own_data",
 )
+LANGUAGE_WORD_KEYS = LIST_KEYS[:5]
+"""Sections that ``LanguageWords`` keeps per language."""
 RAW_KEYS = frozenset(("reply_headers", "footer_markers"))
 """Sections whose texts keep their case: regexes and markers compiled case-insensitively."""
 ALLOWED_KEYS = frozenset((*LIST_KEYS, "language", "phrases", "false_friends"))
@@ -76,6 +82,7 @@ class LanguageWords:
     negations: frozenset[str]
     negations_after: frozenset[str]
     contrasts: frozenset[str]
+    subject_pronouns: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,8 @@ class PhraseBook:
     reply_header_re: re.Pattern[str] | None
     footer_markers: tuple[str, ...]
     stopword_languages: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    request_cue_re: re.Pattern[str] | None = None
+    own_data_re: re.Pattern[str] | None = None
 
 
 def compile_phrase(phrase: str) -> re.Pattern[str]:
@@ -246,6 +255,19 @@ def _compile_regexes(path_by_text: dict[str, Path], key: str) -> re.Pattern[str]
     return re.compile(combined, re.IGNORECASE | re.MULTILINE)
 
 
+def _compile_phrase_list(path_by_phrase: dict[str, Path], key: str) -> re.Pattern[str] | None:
+    """Compile the phrases of one section into one regex that matches any of them."""
+    if not path_by_phrase:
+        return None
+    patterns = []
+    for phrase, path in path_by_phrase.items():
+        try:
+            patterns.append(compile_phrase(phrase).pattern)
+        except ValueError as exc:
+            raise _fail(path, key, f"phrase {phrase!r} is invalid: {exc}") from exc
+    return re.compile(r"(?<!\w)(?:" + "|".join(patterns) + ")")
+
+
 def build_phrasebook(paths: Sequence[Path]) -> PhraseBook:
     """Merge and compile the given phrase files; a later file adds to the earlier ones."""
     languages: dict[str, LanguageWords] = {}
@@ -265,7 +287,7 @@ def build_phrasebook(paths: Sequence[Path]) -> PhraseBook:
                 text = value if key in RAW_KEYS else value.lower()
                 lists[key].setdefault(text, path)
         old = languages.get(language)
-        words = {k: frozenset(v.lower() for v in data.get(k, [])) for k in LIST_KEYS[:4]}
+        words = {k: frozenset(v.lower() for v in data.get(k, [])) for k in LANGUAGE_WORD_KEYS}
         if old is not None:
             words = {k: words[k] | getattr(old, k) for k in words}
         languages[language] = LanguageWords(**words)
@@ -293,6 +315,8 @@ def build_phrasebook(paths: Sequence[Path]) -> PhraseBook:
         reply_header_re=_compile_regexes(lists["reply_headers"], "reply_headers"),
         footer_markers=tuple(sorted({text.lower() for text in lists["footer_markers"]})),
         stopword_languages={word: tuple(langs) for word, langs in stopword_languages.items()},
+        request_cue_re=_compile_phrase_list(lists["request_cues"], "request_cues"),
+        own_data_re=_compile_phrase_list(lists["own_data"], "own_data"),
     )
 
 
