@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from inbox import create_app
 from inbox.extensions import db
@@ -46,12 +46,22 @@ def database_kind() -> str:
     return kind
 
 
+def reset_postgres_schema(url: str) -> None:
+    """Drop every table of the test database, so tables from an older model version go too."""
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Return the URL of an empty test database, checking that its server answers."""
     if database_kind() == "postgresql":
         url = postgres_url()
         require_postgres(url)
+        reset_postgres_schema(url)
         return url
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
 

@@ -27,3 +27,8 @@ def make_mail(
         message[name] = value
     message.set_content(body)
     return message.as_bytes()
+
+
+def incoming(ticket: object) -> list[object]:
+    """Return a ticket's incoming messages, leaving out acknowledgements and replies we sent."""
+    return [m for m in ticket.messages if m.direction == "in"]  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from inbox.extensions import db
 from inbox.models.message import MailLocation, RawMessage
 from inbox.models.ticket import Ticket
 from inbox.services.intake import poll_mailboxes
-from tests.factories import make_mail
+from tests.factories import incoming, make_mail
 from tests.servers import Dovecot
 
 RECEIVED = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
@@ -107,7 +107,7 @@ def test_poll_reply_joins_existing_ticket(imap_app: Flask, mailbox: Dovecot) -> 
     poll_once(imap_app)
 
     ticket = db.session.scalars(select(Ticket)).one()
-    assert len(ticket.messages) == 2
+    assert len(incoming(ticket)) == 2
 
 
 def test_poll_unparseable_mail_is_quarantined_not_lost(imap_app: Flask, mailbox: Dovecot) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.parser import BytesHeaderParser
@@ -25,7 +26,7 @@ from inbox.errors import ParseError
 from inbox.mail.filters import AutoCheck, check_automatic
 from inbox.mail.parse import ParsedMail, parse_message
 from inbox.mail.quoting import split_reply
-from inbox.mail.threading import find_thread
+from inbox.mail.threading import find_bounced_ticket, find_forwarded, match_thread
 from inbox.models.audit import AuditTag
 from inbox.models.message import Attachment, Blob, MailLocation, Message, RawMessage
 from inbox.models.ticket import Ticket
@@ -38,6 +39,9 @@ logger = logging.getLogger(__name__)
 MAX_PROCESS_ATTEMPTS = 3
 """Attempts to process a stored message before it is quarantined for a person to look at."""
 
+BOUNCE_REASON = "requester address failed: a delivery report says our mail could not be delivered"
+"""Attention reason of a ticket whose outgoing mail bounced."""
+
 
 @dataclass(frozen=True)
 class IngestSettings:
@@ -46,6 +50,10 @@ class IngestSettings:
     policy: SlaPolicy
     own_addresses: frozenset[str] = frozenset()
     max_attachment_bytes: int | None = None
+    colleague_domains: frozenset[str] = frozenset()
+    # Called with the session and the ticket id after the commit that opened a ticket, for the
+    # acknowledgement mail; a failure there is logged and never undoes the ingest.
+    after_new_ticket: Callable[[Session, int], object] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,28 @@ class ProcessResult:
     new_ticket: bool
     quarantined: bool = False
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IngestTally:
+    """Counts of processed messages, shared by the poll and import summaries."""
+
+    new_tickets: int = 0
+    replies: int = 0
+    quarantined: int = 0
+    ticket_references: list[str] = field(default_factory=list)
+
+    def count(self, processed: ProcessResult | None) -> None:
+        """Add one processing outcome; None (already processed elsewhere) counts nothing."""
+        if processed is None:
+            return
+        self.ticket_references.append(processed.ticket.reference)
+        if processed.quarantined:
+            self.quarantined += 1
+        elif processed.new_ticket:
+            self.new_tickets += 1
+        else:
+            self.replies += 1
 
 
 def message_id_of(raw: bytes) -> str:
@@ -147,13 +177,53 @@ def process_raw(
         return quarantine(session, raw_message, settings, f"parse failed: {exc}")
 
     auto = check_automatic(parsed, own_addresses=settings.own_addresses)
-    ticket = find_thread(session, parsed)
-    if ticket is not None:
-        message = add_message(session, ticket, raw_message, parsed, auto)
-        reopen_if_closed(session, ticket, message)
-        raw_message.processed_at = utcnow()
-        return ProcessResult(ticket, new_ticket=False)
+    if auto.is_bounce:
+        bounced = find_bounced_ticket(session, raw_message.raw)
+        if bounced is not None:
+            add_message(session, bounced, raw_message, parsed, auto)
+            flag_ticket(session, bounced, BOUNCE_REASON)
+            raw_message.processed_at = utcnow()
+            return ProcessResult(bounced, new_ticket=False)
 
+    match = match_thread(session, parsed)
+    if match.ticket is not None:
+        message = add_message(session, match.ticket, raw_message, parsed, auto)
+        reopen_if_closed(session, match.ticket, message)
+        raw_message.processed_at = utcnow()
+        return ProcessResult(match.ticket, new_ticket=False)
+
+    new = new_ticket_for(parsed, raw_message, auto)
+    forwarded = None
+    if not auto.is_automatic:
+        forwarded = find_forwarded(
+            parsed, forwarded_attachment(parsed), colleague_domains(settings)
+        )
+    if forwarded is not None:
+        # The colleague only passed the request on: the data subject is the original sender,
+        # and the legal clock starts when the organisation first received the request.
+        new.requester_name = forwarded.sender_name
+        new.requester_email = forwarded.sender_addr
+        if forwarded.date is not None and forwarded.date <= raw_message.internaldate:
+            new.received_at = forwarded.date
+    if match.possible_followup_of is not None:
+        new.needs_attention = True
+        new.attention_reason = (
+            f"possible follow-up of {match.possible_followup_of.reference}: the mail carries "
+            "its reference but comes from someone other than its requester"
+        )
+
+    ticket = open_ticket(session, new, settings.policy, SYSTEM_ACTOR)
+    if forwarded is not None:
+        ticket.forwarded_by = forwarded.forwarded_by[:320]
+    if match.possible_followup_of is not None:
+        ticket.possible_followup_of = match.possible_followup_of.id
+    add_message(session, ticket, raw_message, parsed, auto)
+    raw_message.processed_at = utcnow()
+    return ProcessResult(ticket, new_ticket=True)
+
+
+def new_ticket_for(parsed: ParsedMail, raw_message: RawMessage, auto: AutoCheck) -> NewTicket:
+    """Classify a mail that starts a conversation and describe the ticket to open for it."""
     new_text, _quoted = split_reply(parsed.text)
     result = classify(parsed.subject, new_text)
     new = NewTicket(
@@ -172,10 +242,33 @@ def process_raw(
         # legal clock until someone decides otherwise.
         new.request_type = RequestType.OTHER
         new.evidence = [f"automatic mail: {', '.join(auto.reasons)}"]
-    ticket = open_ticket(session, new, settings.policy, SYSTEM_ACTOR)
-    add_message(session, ticket, raw_message, parsed, auto)
-    raw_message.processed_at = utcnow()
-    return ProcessResult(ticket, new_ticket=True)
+    return new
+
+
+def colleague_domains(settings: IngestSettings) -> frozenset[str]:
+    """Return the mail domains of colleagues: the setting, else the domains of our own addresses."""
+    if settings.colleague_domains:
+        return settings.colleague_domains
+    return frozenset(a.rpartition("@")[2].lower() for a in settings.own_addresses if "@" in a)
+
+
+def forwarded_attachment(parsed: ParsedMail) -> ParsedMail | None:
+    """Parse the first message/rfc822 attachment of a mail, or return None."""
+    for part in parsed.attachments:
+        if part.content_type != "message/rfc822" or not part.data:
+            continue
+        try:
+            return parse_message(part.data)
+        except ParseError:
+            return None
+    return None
+
+
+def flag_ticket(session: Session, ticket: Ticket, reason: str) -> None:
+    """Mark a ticket as needing a person's attention, with the reason, and audit it."""
+    ticket.needs_attention = True
+    ticket.attention_reason = reason[:2000]
+    record_event(session, AuditTag.TICKET_ATTENTION_FLAG, SYSTEM_ACTOR, ticket, {"reason": reason})
 
 
 def add_message(
@@ -311,7 +404,6 @@ def process_with_retries(
         try:
             result = process_raw(session, raw_message, settings)
             session.commit()
-            return result
         except IntegrityError:
             # Another worker processed it at the same moment; its commit wins.
             session.rollback()
@@ -321,6 +413,9 @@ def process_with_retries(
             session.rollback()
             logger.error("processing raw message %s failed", raw_message_id, exc_info=True)
             error = f"{type(exc).__name__}: {exc}"[:2000]
+        else:
+            run_after_new_ticket(session, result, settings)
+            return result
 
         raw_message = session.get(RawMessage, raw_message_id)
         assert raw_message is not None
@@ -331,6 +426,19 @@ def process_with_retries(
             session.commit()
             return result
         session.commit()
+
+
+def run_after_new_ticket(session: Session, result: ProcessResult, settings: IngestSettings) -> None:
+    """Run the after-commit hook for a newly opened, non-quarantined ticket."""
+    if settings.after_new_ticket is None or not result.new_ticket or result.quarantined:
+        return
+    try:
+        settings.after_new_ticket(session, result.ticket.id)
+    except Exception:  # noqa: BLE001 - the ticket is committed; a mail fault must not undo it
+        session.rollback()
+        logger.error(
+            "after-commit hook for ticket %s failed", result.ticket.reference, exc_info=True
+        )
 
 
 def process_pending(session: Session, settings: IngestSettings) -> list[ProcessResult]:

@@ -198,6 +198,10 @@ def decode_header_text(raw: str, defects: list[str], field: str) -> str:
     return _CONTROL_CHARS.sub(" ", "".join(parts).replace("\t", " ")).strip()
 
 
+_PLAUSIBLE_ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+")
+"""An address with a non-empty local part and domain; anything else is not a sender."""
+
+
 def _first_raw(message: Message, name: str) -> str | None:
     """Return the first raw value of a header, or None when absent."""
     for key, value in message.raw_items():
@@ -225,6 +229,10 @@ def _addresses(message: Message, name: str, defects: list[str]) -> list[tuple[st
     pairs = []
     for display, address in email.utils.getaddresses([text]):
         address = _CONTROL_CHARS.sub("", address).strip().lower()
+        if not _PLAUSIBLE_ADDRESS.fullmatch(address):
+            if address:
+                defects.append(f"header {name}: {address!r} is not an e-mail address, ignored")
+            continue
         if address:
             pairs.append((decode_header_text(display, defects, f"header {name}"), address))
     return pairs
@@ -370,6 +378,14 @@ def _walk(
     html: list[str] = []
     attachments: list[ParsedAttachment] = []
     for part in _leaf_parts(message):
+        if not part.is_multipart() and part.get_content_maintype() == "multipart":
+            # A multipart whose boundary is missing or never found has no parts; its content is
+            # the sender's text with boundary lines in it, which is more use shown than hidden.
+            payload = part.get_payload(decode=True)
+            payload = payload if isinstance(payload, bytes) else b""
+            plain.append(decode_bytes(payload, part.get_content_charset(), defects, "body"))
+            defects.append(f"{part.get_content_type()} part has no usable boundary; shown as text")
+            continue
         if not part.is_multipart() and _is_body(part):
             if decode_bodies:
                 payload = part.get_payload(decode=True)
@@ -474,8 +490,8 @@ def _build(
     walked_plain, walked_html, attachments = _walk(
         message, max_bytes, defects, decode_bodies=from_stdlib
     )
-    if from_stdlib:
-        plain, html = walked_plain, walked_html
+    if from_stdlib or (not any(p.strip() for p in plain) and not html):
+        plain, html = walked_plain, walked_html or html
 
     html_body = _strip_nul(_normalise_newlines("\n".join(html)), defects, "HTML body") or None
     text = _normalise_newlines("\n\n".join(plain))

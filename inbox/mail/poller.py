@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import ssl
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
+from flask import current_app, has_app_context
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,11 +26,13 @@ from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.errors import MailboxError
 from inbox.mail.ingest import (
     IngestSettings,
+    IngestTally,
     Location,
     process_with_retries,
     quarantine,
     store_raw,
 )
+from inbox.mail.locks import LockSettings, mailbox_lock
 from inbox.models.audit import AuditTag
 from inbox.models.mailbox import Mailbox
 from inbox.models.message import MailLocation, RawMessage
@@ -40,6 +45,15 @@ CONNECT_ATTEMPTS = 4
 
 CONNECT_BACKOFF_SECONDS = 1.0
 """First wait between connection attempts; doubled after each failure."""
+
+RECONNECT_ATTEMPTS = 5
+"""Reconnections of one poll after its connection dropped mid-poll, before it reports the error."""
+
+DROPPED_CONNECTION_ERRORS = (OSError, IMAPClientAbortError)
+"""Errors of a lost connection: socket errors, timeouts (an OSError) and a server's BYE."""
+
+HEADERS_ONLY_SUFFIX = ":headers-only"
+"""End of RawMessage.source for an oversize mail of which only the headers were stored."""
 
 
 @dataclass(frozen=True)
@@ -65,19 +79,17 @@ class MailboxConfig:
 
 
 @dataclass
-class PollResult:
+class PollResult(IngestTally):
     """Counts of one poll, for the command line and the admin page."""
 
-    mailbox: str
+    mailbox: str = ""
     uidvalidity: int = 0
     fetched: int = 0
     stored: int = 0
-    new_tickets: int = 0
-    replies: int = 0
-    quarantined: int = 0
     oversize: int = 0
     marked: int = 0
-    ticket_references: list[str] = field(default_factory=list)
+    reconnects: int = 0
+    skipped: bool = False
 
 
 def connect(config: MailboxConfig) -> IMAPClient:
@@ -211,22 +223,57 @@ def note_uidvalidity(session: Session, row: Mailbox, uidvalidity: int) -> None:
     row.uidvalidity = uidvalidity
 
 
-def poll_mailbox(session: Session, config: MailboxConfig, settings: IngestSettings) -> PollResult:
+def poll_mailbox(
+    session: Session,
+    config: MailboxConfig,
+    settings: IngestSettings,
+    *,
+    locks: LockSettings | None = None,
+    after_batch: Callable[[IMAPClient, PollResult], None] | None = None,
+) -> PollResult:
     """Fetch, store and process every new message of one mailbox, then mark them on the server.
 
+    The poll holds the mailbox's lock, so a second worker skips the mailbox (``skipped`` is set)
+    instead of ingesting it at the same time. A connection that drops mid-poll is reopened with
+    back-off, and the poll goes on from what is committed.
+
+    :param locks: where the lock lives; by default the app's REDIS_URL or its instance folder.
+    :param after_batch: called with the connection after each fetched batch is processed;
+        tests use it to cut the connection at a known point.
     :raises MailboxError: the server cannot be reached or fails a command; the mailbox row
         records the error.
     """
+    with mailbox_lock(config.name, locks or default_lock_settings()) as acquired:
+        if not acquired:
+            logger.info("mailbox %s is being polled by another worker, skipped", config.name)
+            return PollResult(mailbox=config.name, skipped=True)
+        return poll_locked(session, config, settings, after_batch)
+
+
+def default_lock_settings() -> LockSettings:
+    """Return the lock store of the current app: Redis when REDIS_URL is set, else its folder."""
+    if has_app_context():
+        return LockSettings(
+            redis_url=current_app.config.get("REDIS_URL") or "",
+            lock_dir=Path(current_app.instance_path) / "locks",
+        )
+    # NOTE: without an app, the file locks are only shared by processes on this machine.
+    return LockSettings(lock_dir=Path(tempfile.gettempdir()) / "privacy-inbox-locks")
+
+
+def poll_locked(
+    session: Session,
+    config: MailboxConfig,
+    settings: IngestSettings,
+    after_batch: Callable[[IMAPClient, PollResult], None] | None,
+) -> PollResult:
+    """Poll the mailbox while holding its lock, recording success or failure on its row."""
     row = mailbox_row(session, config)
     row.last_poll_at = utcnow()
     session.commit()
 
     try:
-        client = connect_with_retry(config)
-        try:
-            result = poll_connected(session, client, config, settings, row)
-        finally:
-            logout_quietly(client)
+        result = poll_with_reconnect(session, config, settings, after_batch)
     except (MailboxError, OSError, IMAPClientError) as exc:
         session.rollback()
         error = (
@@ -249,20 +296,63 @@ def poll_mailbox(session: Session, config: MailboxConfig, settings: IngestSettin
     return result
 
 
+def poll_with_reconnect(
+    session: Session,
+    config: MailboxConfig,
+    settings: IngestSettings,
+    after_batch: Callable[[IMAPClient, PollResult], None] | None,
+) -> PollResult:
+    """Run the poll, reconnecting with doubling waits when the connection drops or times out.
+
+    Each batch is committed before the next is fetched, so a new connection resumes after the
+    last committed batch and nothing is fetched into the database twice.
+    """
+    result = PollResult(mailbox=config.name)
+    delay = CONNECT_BACKOFF_SECONDS
+    for attempt in range(RECONNECT_ATTEMPTS + 1):
+        client = connect_with_retry(config)
+        try:
+            poll_connected(session, client, config, settings, result, after_batch)
+            return result
+        except DROPPED_CONNECTION_ERRORS as exc:
+            session.rollback()
+            if attempt == RECONNECT_ATTEMPTS:
+                raise
+            result.reconnects += 1
+            logger.warning(
+                "IMAP connection to %s dropped mid-poll (%s: %s), reconnecting in %.1f s",
+                config.describe(),
+                type(exc).__name__,
+                exc,
+                delay,
+            )
+            time.sleep(delay)
+            delay *= 2
+        finally:
+            logout_quietly(client)
+    raise AssertionError("unreachable")
+
+
 def poll_connected(
     session: Session,
     client: IMAPClient,
     config: MailboxConfig,
     settings: IngestSettings,
-    row: Mailbox,
+    result: PollResult,
+    after_batch: Callable[[IMAPClient, PollResult], None] | None = None,
 ) -> PollResult:
-    """Run one poll over an open connection."""
+    """Run one poll over an open connection, adding its counts to ``result``."""
     selected = client.select_folder(config.folder)
     uidvalidity = int(selected[b"UIDVALIDITY"])
-    note_uidvalidity(session, row, uidvalidity)
+    note_uidvalidity(session, mailbox_row(session, config), uidvalidity)
     session.commit()
+    result.uidvalidity = uidvalidity
 
-    result = PollResult(mailbox=config.name, uidvalidity=uidvalidity)
+    # A run killed between storing and processing left raw messages behind: finish them first,
+    # in the order they were stored, so a reply still finds the ticket of its parent.
+    for raw_message_id in pending_raw_ids(session, config.name):
+        process_one(session, raw_message_id, settings, result)
+
     on_server = client.search(["ALL"])
     seen = known_uids(session, config.name, uidvalidity)
     new_uids = sorted(uid for uid in on_server if uid not in seen)
@@ -277,19 +367,42 @@ def poll_connected(
     for batch in chunked(new_uids, config.batch_size):
         stored_ids = fetch_and_store(session, client, config, settings, uidvalidity, batch, result)
         for raw_message_id in stored_ids:
-            processed = process_with_retries(session, raw_message_id, settings)
-            if processed is None:
-                continue
-            result.ticket_references.append(processed.ticket.reference)
-            if processed.quarantined:
-                result.quarantined += 1
-            elif processed.new_ticket:
-                result.new_tickets += 1
-            else:
-                result.replies += 1
+            process_one(session, raw_message_id, settings, result)
+        if after_batch is not None:
+            after_batch(client, result)
 
-    result.marked = mark_processed(session, client, config, uidvalidity)
+    result.marked += mark_processed(session, client, config, uidvalidity)
     return result
+
+
+def pending_raw_ids(session: Session, mailbox: str) -> list[int]:
+    """Return the ids of stored but unprocessed raw messages fetched from ``mailbox``."""
+    return list(
+        session.scalars(
+            select(RawMessage.id)
+            .join(MailLocation, MailLocation.raw_message_id == RawMessage.id)
+            .where(MailLocation.mailbox == mailbox, RawMessage.processed_at.is_(None))
+            .distinct()
+            .order_by(RawMessage.id)
+        )
+    )
+
+
+def process_one(
+    session: Session, raw_message_id: int, settings: IngestSettings, result: PollResult
+) -> None:
+    """Process one stored message in its own transaction and count the outcome."""
+    raw_message = session.get(RawMessage, raw_message_id)
+    if raw_message is not None and raw_message.source.endswith(HEADERS_ONLY_SUFFIX):
+        # A run stopped after storing the headers of an oversize mail but before flagging it.
+        if not raw_message.is_processed:
+            reason = f"oversize: only the headers of this {raw_message.size}-byte copy were stored"
+            processed = quarantine(session, raw_message, settings, reason)
+            session.commit()
+            result.ticket_references.append(processed.ticket.reference)
+        return
+
+    result.count(process_with_retries(session, raw_message_id, settings))
 
 
 def fetch_and_store(
@@ -360,7 +473,7 @@ def store_oversize(
         headers,
         as_utc(info[b"INTERNALDATE"]),
         Location(config.name, uidvalidity, uid),
-        source=f"imap:{config.name}:headers-only",
+        source=f"imap:{config.name}{HEADERS_ONLY_SUFFIX}",
     )
     if not stored.raw_message.is_processed:
         reason = (

@@ -1,11 +1,23 @@
-"""Find the ticket a message belongs to: In-Reply-To and References first, then the subject token."""
+"""Find the ticket a message belongs to, and who really sent a forwarded request.
+
+Order: In-Reply-To and References first, then the ticket reference in the subject. A delivery
+report joins the ticket of the message it reports on. A request that a colleague forwarded is
+opened in the name of its original sender.
+"""
 
 from __future__ import annotations
 
+import email
 import logging
 import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import Message as EmailMessage
+from email.policy import compat32
+from email.utils import getaddresses, parsedate_to_datetime
 from typing import TYPE_CHECKING
 
+from dateutil import parser as date_parser
 from sqlalchemy import select
 
 from inbox.models.message import Message
@@ -21,6 +33,54 @@ logger = logging.getLogger(__name__)
 REFERENCE_PATTERN = re.compile(r"\[?\b((?:PRQ|BRE)-\d{4}-\d{5})\b\]?")
 """A ticket reference such as PRQ-2026-00042 anywhere in a subject, behind any reply prefix."""
 
+FORWARD_MARKER = re.compile(
+    r"^[ \t>]*(?:-{2,}\s*(?:Forwarded message|Original Message|Doorgestuurd bericht|"
+    r"Oorspronkelijk bericht|Weitergeleitete Nachricht|Urspr\u00fcngliche Nachricht)\s*-{2,}"
+    r"|Begin forwarded message:)\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+"""The line that opens an inline forwarded mail in common clients (English, Dutch, German)."""
+
+FORWARD_HEADER = re.compile(
+    r"^[ \t>]*(From|Van|Von|Date|Sent|Datum|Verzonden|Gesendet|Subject|Onderwerp|Betreff)"
+    r"\s*:\s*(.*)$",
+    re.IGNORECASE,
+)
+"""A header line in the block of an inline forwarded mail."""
+
+FORWARD_HEADER_NAMES = {
+    "from": "from",
+    "van": "from",
+    "von": "from",
+    "date": "date",
+    "sent": "date",
+    "datum": "date",
+    "verzonden": "date",
+    "gesendet": "date",
+    "subject": "subject",
+    "onderwerp": "subject",
+    "betreff": "subject",
+}
+"""Localised header names of a forwarded block, mapped to the English field."""
+
+
+@dataclass(frozen=True)
+class ThreadMatch:
+    """The ticket a mail continues, or the ticket it may follow up when its sender is a stranger."""
+
+    ticket: Ticket | None
+    possible_followup_of: Ticket | None = None
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """The original sender and date of a request that a colleague forwarded."""
+
+    sender_name: str
+    sender_addr: str
+    date: datetime | None
+    forwarded_by: str
+
 
 def find_reference_token(subject: str) -> str | None:
     """Return the first ticket reference in a subject, or None."""
@@ -29,31 +89,137 @@ def find_reference_token(subject: str) -> str | None:
 
 
 def find_thread(session: Session, parsed: ParsedMail) -> Ticket | None:
-    """Return the ticket this mail continues, or None when it starts a new conversation.
+    """Return the ticket this mail continues, or None when it starts a new conversation."""
+    return match_thread(session, parsed).ticket
+
+
+def match_thread(session: Session, parsed: ParsedMail) -> ThreadMatch:
+    """Find the ticket this mail continues by its headers, else by the subject's reference.
 
     A subject token alone is trusted only from the ticket's requester, so a stranger cannot add
-    text to someone else's request by copying its reference.
+    text to someone else's request by copying its reference. Such mail gets its own ticket,
+    marked as a possible follow-up of the referenced one.
     """
-    message_ids = [mid for mid in (*parsed.in_reply_to, *parsed.references) if mid]
-    if message_ids:
-        known = session.scalars(
-            select(Message)
-            .where(Message.message_id.in_(message_ids[-50:]))
-            .order_by(Message.id.desc())
-            .limit(1)
-        ).first()
-        if known is not None:
-            return known.ticket
+    ticket = ticket_by_message_ids(session, [*parsed.in_reply_to, *parsed.references])
+    if ticket is not None:
+        return ThreadMatch(ticket)
 
     reference = find_reference_token(parsed.subject)
     if reference is None:
-        return None
+        return ThreadMatch(None)
     ticket = session.scalars(select(Ticket).where(Ticket.reference == reference)).first()
     if ticket is None:
-        return None
-    if parsed.from_addr and parsed.from_addr == ticket.requester_email.lower():
-        return ticket
+        return ThreadMatch(None)
+    if parsed.from_addr and parsed.from_addr.lower() == ticket.requester_email.lower():
+        return ThreadMatch(ticket)
     logger.warning(
         "mail carries reference %s but comes from someone other than its requester", reference
     )
-    return None
+    return ThreadMatch(None, possible_followup_of=ticket)
+
+
+def ticket_by_message_ids(session: Session, message_ids: list[str]) -> Ticket | None:
+    """Return the ticket of the latest known message among ``message_ids``, or None."""
+    wanted = [mid for mid in message_ids if mid][-50:]
+    if not wanted:
+        return None
+    known = session.scalars(
+        select(Message).where(Message.message_id.in_(wanted)).order_by(Message.id.desc()).limit(1)
+    ).first()
+    return known.ticket if known is not None else None
+
+
+def find_bounced_ticket(session: Session, raw: bytes) -> Ticket | None:
+    """Return the ticket of the message that a delivery report (RFC 3464) says failed."""
+    message_ids = reported_message_ids(raw)
+    return ticket_by_message_ids(session, message_ids)
+
+
+def reported_message_ids(raw: bytes) -> list[str]:
+    """Read the Message-ID of the original message from a report's headers or message part."""
+    try:
+        report = email.message_from_bytes(raw, policy=compat32)
+        found = []
+        for part in report.walk():
+            content_type = part.get_content_type()
+            if content_type == "text/rfc822-headers":
+                payload = part.get_payload(decode=True)
+                if isinstance(payload, bytes):
+                    headers = email.message_from_bytes(payload, policy=compat32)
+                    found.append(str(headers.get("Message-ID", "")))
+            elif content_type == "message/rfc822" and part.is_multipart():
+                inner = part.get_payload(0)
+                if isinstance(inner, EmailMessage):
+                    found.append(str(inner.get("Message-ID", "")))
+    except (LookupError, ValueError, UnicodeError, IndexError, TypeError):
+        return []
+    return [value.strip().strip("<>") for value in found if value.strip()]
+
+
+def is_colleague(address: str, colleague_domains: frozenset[str]) -> bool:
+    """Tell whether an address belongs to one of the organisation's own mail domains."""
+    domain = address.rpartition("@")[2].lower()
+    return bool(domain) and domain in colleague_domains
+
+
+def find_forwarded(
+    parsed: ParsedMail, inner: ParsedMail | None, colleague_domains: frozenset[str]
+) -> Forwarded | None:
+    """Return the original sender of a request a colleague forwarded, or None.
+
+    ``inner`` is the parsed message/rfc822 attachment, if the mail has one. Without it, an
+    inline "Forwarded message" block with a From line is used.
+    """
+    if not is_colleague(parsed.from_addr, colleague_domains):
+        return None
+    if (
+        inner is not None
+        and inner.from_addr
+        and not is_colleague(inner.from_addr, colleague_domains)
+    ):
+        return Forwarded(inner.from_name, inner.from_addr.lower(), inner.date, parsed.from_addr)
+
+    fields = inline_forward_headers(parsed.text)
+    names = getaddresses([fields.get("from", "")])
+    if not names or "@" not in names[0][1]:
+        return None
+    name, address = names[0]
+    if is_colleague(address, colleague_domains):
+        return None
+    return Forwarded(
+        name, address.lower(), parse_loose_date(fields.get("date", "")), parsed.from_addr
+    )
+
+
+def inline_forward_headers(text: str) -> dict[str, str]:
+    """Return From, Date and Subject of the first inline forwarded block in a plain-text body."""
+    marker = FORWARD_MARKER.search(text)
+    if marker is None:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text[marker.end() :].lstrip("\n").splitlines()[:12]:
+        match = FORWARD_HEADER.match(line)
+        if match is None:
+            if line.strip() and fields:
+                break
+            continue
+        name = FORWARD_HEADER_NAMES[match.group(1).lower()]
+        fields.setdefault(name, match.group(2).strip())
+    return fields
+
+
+def parse_loose_date(value: str) -> datetime | None:
+    """Parse the date of a forwarded block (RFC 5322 or a client's format); None if unreadable."""
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        try:
+            parsed = date_parser.parse(value, fuzzy=True, dayfirst=True)
+        except (ValueError, OverflowError):
+            return None
+    if parsed.tzinfo is None:
+        # NOTE: a block without an offset is read as UTC; clients show local time there.
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)

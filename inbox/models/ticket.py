@@ -43,6 +43,11 @@ class Ticket(db.Model):  # type: ignore[name-defined,misc]
     needs_attention: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     attention_reason: Mapped[str] = mapped_column(Text, default="")
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    # Set when mail carried this ticket's reference but came from someone else than its
+    # requester: a person decides whether it continues that ticket.
+    possible_followup_of: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    # Address of the colleague who forwarded the request; the requester is the original sender.
+    forwarded_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
 
     messages: Mapped[list[Message]] = relationship(
         back_populates="ticket", order_by="Message.received_at"

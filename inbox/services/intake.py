@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import mailbox as stdlib_mailbox
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -17,10 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inbox.errors import InputError, MailboxError
-from inbox.mail.ingest import IngestSettings, process_with_retries, store_raw
+from inbox.mail.ingest import IngestSettings, IngestTally, process_with_retries, store_raw
 from inbox.mail.poller import MailboxConfig, PollResult, poll_mailbox
 from inbox.models.mailbox import Mailbox
 from inbox.secrets_box import decrypt_secret
+from inbox.services.replies import send_acknowledgement
 from inbox.services.tickets import sla_policy
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def ingest_settings(config: Mapping[str, Any]) -> IngestSettings:
         policy=sla_policy(config),
         own_addresses=frozenset(own),
         max_attachment_bytes=config["MAX_ATTACHMENT_BYTES"],
+        after_new_ticket=send_acknowledgement if config["AUTO_ACKNOWLEDGE"] else None,
     )
 
 
@@ -110,15 +112,16 @@ def poll_mailboxes(
 
 
 @dataclass
-class ImportResult:
+class ImportResult(IngestTally):
     """Counts of one file import."""
 
     files: int = 0
     stored: int = 0
-    new_tickets: int = 0
-    replies: int = 0
-    quarantined: int = 0
-    references: list[str] = field(default_factory=list)
+
+    @property
+    def references(self) -> list[str]:
+        """References of the tickets that the imported mails opened or joined."""
+        return self.ticket_references
 
 
 def iter_mail_files(path: Path) -> Iterator[tuple[str, bytes]]:
@@ -181,14 +184,5 @@ def import_path(
         if stored.created:
             result.stored += 1
         logger.info("imported %s as raw message %s", source, stored.raw_message.id)
-        processed = process_with_retries(session, stored.raw_message.id, settings)
-        if processed is None:
-            continue
-        result.references.append(processed.ticket.reference)
-        if processed.quarantined:
-            result.quarantined += 1
-        elif processed.new_ticket:
-            result.new_tickets += 1
-        else:
-            result.replies += 1
+        result.count(process_with_retries(session, stored.raw_message.id, settings))
     return result
