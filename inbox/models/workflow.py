@@ -1,0 +1,157 @@
+"""Workflow versions, the workflow instance of a ticket with its steps, and outgoing mail delivery.
+
+A WorkflowVersion row is never changed after it is written: an edit adds a new version, and a
+ticket's steps keep pointing at the version they were planned from. That is what keeps a ticket
+in flight unaffected by later edits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from inbox.extensions import db
+from inbox.models.types import UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from inbox.models.message import Message
+    from inbox.models.ticket import Ticket
+    from inbox.models.user import User
+
+
+class StepStatus(StrEnum):
+    """Status of a checklist step."""
+
+    OPEN = "open"
+    DONE = "done"
+    SKIPPED = "skipped"
+    PENDING = "pending"  # waits for an earlier decision
+    NOT_APPLICABLE = "not_applicable"  # an earlier decision ruled it out
+    DROPPED = "dropped"  # left behind by a change of request type; kept with its notes
+
+
+class Outcome(StrEnum):
+    """Result of a request, recorded when the ticket is closed."""
+
+    GRANTED = "granted"
+    PARTLY_GRANTED = "partly_granted"
+    REFUSED = "refused"
+    WITHDRAWN = "withdrawn"
+    NO_DATA_FOUND = "no_data_found"
+
+
+class DeliveryStatus(StrEnum):
+    """Delivery status of an outgoing mail."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"  # gave up after the last retry
+
+
+class WorkflowVersion(db.Model):  # type: ignore[name-defined,misc]
+    """One immutable version of the workflow of a request type."""
+
+    __tablename__ = "workflow_version"
+    __table_args__ = (UniqueConstraint("type", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(String(32), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    source_text: Mapped[str] = mapped_column(Text)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sha256: Mapped[str] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(320), default="")
+
+
+class WorkflowInstance(db.Model):  # type: ignore[name-defined,misc]
+    """The checklist of one ticket and, once closed, its outcome."""
+
+    __tablename__ = "workflow_instance"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), unique=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("workflow_version.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    override_reason: Mapped[str] = mapped_column(Text, default="")
+
+    ticket: Mapped[Ticket] = relationship()
+    version: Mapped[WorkflowVersion] = relationship()
+    steps: Mapped[list[WorkflowStep]] = relationship(
+        back_populates="instance", order_by="WorkflowStep.position"
+    )
+
+
+class WorkflowStep(db.Model):  # type: ignore[name-defined,misc]
+    """One checklist item of a ticket, planned from a step of ``version``."""
+
+    __tablename__ = "workflow_step"
+    __table_args__ = (UniqueConstraint("instance_id", "step_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("workflow_instance.id"), index=True)
+    # A step kept across a type change still comes from the version it was planned from.
+    version_id: Mapped[int] = mapped_column(ForeignKey("workflow_version.id"))
+    step_id: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)
+    required: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[str] = mapped_column(String(16), default=StepStatus.OPEN)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision: Mapped[str | None] = mapped_column(String(64))
+    skip_reason: Mapped[str] = mapped_column(Text, default="")
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_by: Mapped[str] = mapped_column(String(320), default="")
+
+    instance: Mapped[WorkflowInstance] = relationship(back_populates="steps")
+    version: Mapped[WorkflowVersion] = relationship()
+    assignee: Mapped[User | None] = relationship()
+    notes: Mapped[list[StepNote]] = relationship(
+        back_populates="step", order_by="StepNote.id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def is_finished(self) -> bool:
+        """Whether the step is done or skipped."""
+        return self.status in (StepStatus.DONE, StepStatus.SKIPPED)
+
+
+class StepNote(db.Model):  # type: ignore[name-defined,misc]
+    """A note written on a checklist step."""
+
+    __tablename__ = "workflow_step_note"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    step_pk: Mapped[int] = mapped_column(ForeignKey("workflow_step.id"), index=True)
+    author: Mapped[str] = mapped_column(String(320))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    step: Mapped[WorkflowStep] = relationship(back_populates="notes")
+
+
+class MailDelivery(db.Model):  # type: ignore[name-defined,misc]
+    """The delivery state of one outgoing Message, sent after the commit that created it."""
+
+    __tablename__ = "mail_delivery"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("message.id"), unique=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    # Lower-cased, so the one-automatic-mail-per-sender-per-day rule is a plain query.
+    recipient: Mapped[str] = mapped_column(String(320), index=True)
+    template: Mapped[str] = mapped_column(String(64), default="")
+    is_automatic: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.QUEUED, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    message: Mapped[Message] = relationship()

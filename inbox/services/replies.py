@@ -1,0 +1,468 @@
+"""Replies to requesters: render a mail template, store the mail on the ticket, deliver it.
+
+A mail is stored as an outgoing Message with a queued MailDelivery in the caller's transaction,
+and delivered only after that commit: inline, or through RQ with retries when REDIS_URL is set.
+The exact bytes sent are kept as a RawMessage, so the ticket shows what the requester received.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inbox.audit import SYSTEM_ACTOR, record_event
+from inbox.enums import RequestType
+from inbox.errors import ConfigError
+from inbox.mail.outgoing import (
+    DeliveryError,
+    OutgoingMail,
+    SmtpSettings,
+    build_message,
+    conversation_ids,
+    deliver,
+    domain_of,
+    make_message_id,
+    subject_with_reference,
+)
+from inbox.models.audit import AuditTag
+from inbox.models.message import Message, RawMessage
+from inbox.models.ticket import Ticket
+from inbox.models.types import utcnow
+from inbox.models.workflow import DeliveryStatus, MailDelivery
+from inbox.services.tickets import sla_policy
+from inbox.services.workflows import WorkflowStateError, complete_reply_step, instance_of
+from inbox.sla import compute_due_at, compute_extended_due_at
+from inbox.workflow import REPLY_TEMPLATES
+
+logger = logging.getLogger(__name__)
+
+OUTGOING_QUEUE = "outgoing"
+"""RQ queue of mail deliveries."""
+
+DELIVERY_RETRY_INTERVALS_SECONDS = (60, 300, 1800, 7200)
+"""Waits between RQ delivery retries; the mail is marked failed after the last one."""
+
+MAX_INLINE_ATTEMPTS = len(DELIVERY_RETRY_INTERVALS_SECONDS) + 1
+"""Delivery attempts before a mail is marked failed, inline or through RQ."""
+
+AUTOMATIC_MAIL_WINDOW = timedelta(hours=24)
+"""At most one automatic mail per recipient within this window, so two robots never loop."""
+
+MAIL_LANGUAGES = ("nl", "en")
+"""Languages of the mail templates."""
+
+MAX_SUBJECT_CHARS = 250
+MAX_BODY_CHARS = 100_000
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A rendered mail template, before an agent edits it."""
+
+    template: str
+    language: str
+    subject: str
+    body: str
+
+
+def mail_language(ticket: Ticket) -> str:
+    """Return the requester's mail language: Dutch for a Dutch ticket, English otherwise."""
+    return "nl" if ticket.language == "nl" else "en"
+
+
+def sender_address(config: Any) -> str:
+    """Return the From address of outgoing mail.
+
+    :raises ConfigError: neither INBOX_MAIL_FROM nor an address-shaped INBOX_IMAP_USER is set.
+    """
+    sender = str(config.get("MAIL_FROM") or "")
+    if not sender and "@" in str(config.get("IMAP_USER") or ""):
+        sender = str(config["IMAP_USER"])
+    if not sender:
+        raise ConfigError("INBOX_MAIL_FROM is not set: set it to the mailbox's address")
+    return sender
+
+
+def _format_day(value: datetime | None, language: str, timezone: str) -> str:
+    if value is None:
+        return ""
+    return format_date(value.astimezone(ZoneInfo(timezone)).date(), "long", locale=language)
+
+
+def _outcome(session: Session, ticket: Ticket) -> str | None:
+    instance = instance_of(session, ticket)
+    if instance is None:
+        return None
+    if instance.outcome:
+        return instance.outcome
+    decided = [s.decision for s in instance.steps if s.step_id == "decide_outcome" and s.decision]
+    return decided[0] if decided else None
+
+
+def template_context(
+    session: Session, ticket: Ticket, language: str, extra: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Collect what a mail template may use: ticket facts, dates, settings, extra fields."""
+    config = current_app.config
+    timezone = config["ORG_TIMEZONE"]
+    extended = None
+    if RequestType(ticket.type).is_data_subject_request:
+        extended = compute_extended_due_at(ticket.received_at, sla_policy(config))
+    return {
+        "reference": ticket.reference,
+        "type": ticket.type,
+        "requester_name": ticket.requester_name,
+        "received_date": _format_day(ticket.received_at, language, timezone),
+        "due_date": _format_day(ticket.due_at, language, timezone),
+        "extended_due_date": _format_day(extended, language, timezone),
+        "outcome": _outcome(session, ticket),
+        "org_name": config["ORG_NAME"],
+        "dpo_contact": config.get("DPO_CONTACT", ""),
+        "signature": config.get("ORG_SIGNATURE", ""),
+        **(extra or {}),
+    }
+
+
+def render_draft(
+    session: Session, ticket: Ticket, template: str, extra: dict[str, str] | None = None
+) -> Draft:
+    """Render a mail template in the requester's language; the first line is the subject.
+
+    :raises WorkflowStateError: the template name is unknown.
+    """
+    if template not in REPLY_TEMPLATES:
+        allowed = ", ".join(sorted(REPLY_TEMPLATES))
+        raise WorkflowStateError(f"unknown mail template {template!r}; allowed: {allowed}")
+    language = mail_language(ticket)
+    jinja = current_app.jinja_env.get_template(f"mail/{template}.{language}.txt")
+    text = jinja.render(**template_context(session, ticket, language, extra)).strip()
+    subject, _newline, body = text.partition("\n")
+    # Conditional blocks leave runs of empty lines behind; a letter needs at most one.
+    body = re.sub(r"\n{3,}", "\n\n", body.strip()) + "\n"
+    return Draft(template, language, subject.strip(), body)
+
+
+def check_extension_allowed(ticket: Ticket, now: datetime) -> None:
+    """Allow an extension notice only before the original one-month deadline (Art. 12(3)).
+
+    :raises WorkflowStateError: the type has no extendable deadline, or it has passed.
+    """
+    original = compute_due_at(ticket.type, ticket.received_at, sla_policy(current_app.config))
+    if original is None or not RequestType(ticket.type).is_data_subject_request:
+        raise WorkflowStateError(f"ticket {ticket.reference} has no deadline to extend")
+    if now >= original:
+        raise WorkflowStateError(
+            f"the original deadline of {ticket.reference} passed on {original.isoformat()}; "
+            "an extension must be announced before it"
+        )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A mail to queue on a ticket."""
+
+    subject: str
+    body: str
+    template: str = ""
+    is_automatic: bool = False
+
+
+def queue_reply(session: Session, ticket: Ticket, reply: Reply, actor: str) -> Message:
+    """Store a reply as an outgoing message with a queued delivery; the caller commits.
+
+    :raises WorkflowStateError: empty or too long text, no requester address, or an extension
+        notice after the original deadline.
+    :raises ConfigError: no sender address is configured.
+    """
+    subject, body = reply.subject.strip(), reply.body.strip()
+    if not subject or len(subject) > MAX_SUBJECT_CHARS or not body or len(body) > MAX_BODY_CHARS:
+        raise WorkflowStateError("a reply needs a subject and a text within the length limits")
+    if not ticket.requester_email:
+        raise WorkflowStateError(f"ticket {ticket.reference} has no requester address")
+    now = utcnow()
+    if reply.template == "extension":
+        check_extension_allowed(ticket, now)
+    config = current_app.config
+    sender = sender_address(config)
+
+    earlier = sorted(ticket.messages, key=lambda m: (m.received_at, m.id))
+    incoming = [m for m in earlier if m.direction == "in" and m.message_id]
+    mail = OutgoingMail(
+        reference=ticket.reference,
+        sender_name=str(config["ORG_NAME"]),
+        sender=sender,
+        recipient_name=ticket.requester_name,
+        recipient=ticket.requester_email,
+        subject=subject,
+        text=body + "\n",
+        language=mail_language(ticket),
+        in_reply_to=incoming[-1].message_id if incoming else None,
+        references=conversation_ids([m.message_id for m in earlier]),
+        is_automatic=reply.is_automatic,
+    )
+    message_id = make_message_id(ticket.reference, config["SECRET_KEY"], domain_of(sender))
+    mime = build_message(mail, message_id, now)
+    raw = bytes(mime)
+
+    message = _store_outgoing(session, ticket, mail, message_id, raw, now)
+    delivery = MailDelivery(
+        message_pk=message.id,
+        ticket_id=ticket.id,
+        recipient=mail.recipient.lower(),
+        template=reply.template,
+        is_automatic=reply.is_automatic,
+        status=DeliveryStatus.QUEUED,
+        created_at=now,
+    )
+    session.add(delivery)
+    session.flush()
+
+    record_event(
+        session,
+        AuditTag.MAIL_QUEUE,
+        actor,
+        ticket,
+        {
+            "message": message.id,
+            "delivery": delivery.id,
+            "template": reply.template,
+            "automatic": reply.is_automatic,
+            "sha256": hashlib.sha256(raw).hexdigest(),
+        },
+    )
+    if reply.template:
+        complete_reply_step(session, ticket, reply.template, actor)
+    logger.info("mail %s queued for ticket %s by %s", delivery.id, ticket.reference, actor)
+    return message
+
+
+def _store_outgoing(
+    session: Session, ticket: Ticket, mail: OutgoingMail, message_id: str, raw: bytes, now: datetime
+) -> Message:
+    raw_message = RawMessage(
+        sha256=hashlib.sha256(raw).hexdigest(),
+        message_id=message_id,
+        size=len(raw),
+        raw=raw,
+        internaldate=now,
+        source="outgoing",
+        # Marked processed, so the ingest pipeline never reads our own mail as a request.
+        processed_at=now,
+    )
+    session.add(raw_message)
+    session.flush()
+    message = Message(
+        ticket=ticket,
+        raw_message_id=raw_message.id,
+        direction="out",
+        message_id=message_id,
+        in_reply_to=[mail.in_reply_to] if mail.in_reply_to else [],
+        references=list(mail.references),
+        subject=subject_with_reference(mail.subject, mail.reference),
+        from_name=mail.sender_name[:255],
+        from_addr=mail.sender,
+        to_addrs=[mail.recipient],
+        date_header=now,
+        received_at=now,
+        text=mail.text,
+        is_automatic=mail.is_automatic,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def deliver_queued(session: Session, delivery_id: int) -> bool:
+    """Deliver one queued mail and commit its new state; return whether it was delivered.
+
+    Safe to run twice: a mail that is no longer queued is left alone.
+
+    :raises DeliveryError: delivery failed; the attempt is counted and committed first.
+    """
+    delivery = session.get(MailDelivery, delivery_id)
+    if delivery is None or delivery.status != DeliveryStatus.QUEUED:
+        return False
+    message = delivery.message
+    ticket = message.ticket
+    raw_message = session.get(RawMessage, message.raw_message_id)
+    assert raw_message is not None
+    config = current_app.config
+    outbox = Path(current_app.instance_path) / "outbox"
+
+    try:
+        target = deliver(
+            raw_message.raw,
+            SmtpSettings.from_config(config),
+            outbox,
+            message.message_id,
+            ticket.reference,
+        )
+    except DeliveryError as exc:
+        delivery.attempts += 1
+        delivery.last_error = str(exc)[:2000]
+        if delivery.attempts >= MAX_INLINE_ATTEMPTS:
+            delivery.status = DeliveryStatus.FAILED
+        record_event(
+            session,
+            AuditTag.MAIL_FAIL,
+            SYSTEM_ACTOR,
+            ticket,
+            {"delivery": delivery.id, "attempt": delivery.attempts, "error": delivery.last_error},
+        )
+        session.commit()
+        raise
+
+    delivery.attempts += 1
+    delivery.status = DeliveryStatus.SENT
+    delivery.sent_at = utcnow()
+    record_event(
+        session,
+        AuditTag.MAIL_SEND,
+        SYSTEM_ACTOR,
+        ticket,
+        {"delivery": delivery.id, "message": message.id, "to": target.rpartition("/")[2]},
+    )
+    session.commit()
+    return True
+
+
+def dispatch(session: Session, delivery_ids: list[int]) -> None:
+    """Deliver committed mail: enqueue it on RQ when REDIS_URL is set, else deliver it now.
+
+    Inline delivery logs a failure and leaves the mail queued for ``send_queued_mail``.
+    """
+    url = current_app.config.get("REDIS_URL")
+    if url:
+        from redis import Redis
+        from rq import Queue, Retry
+
+        queue = Queue(OUTGOING_QUEUE, connection=Redis.from_url(url))
+        retry = Retry(
+            max=len(DELIVERY_RETRY_INTERVALS_SECONDS),
+            interval=list(DELIVERY_RETRY_INTERVALS_SECONDS),
+        )
+        for delivery_id in delivery_ids:
+            job = queue.enqueue(deliver_job, delivery_id, retry=retry)
+            logger.info("mail %s enqueued as job %s", delivery_id, job.id)
+        return
+    for delivery_id in delivery_ids:
+        try:
+            deliver_queued(session, delivery_id)
+        except DeliveryError:
+            logger.error("delivery of mail %s failed; it stays queued", delivery_id, exc_info=True)
+
+
+def deliver_job(delivery_id: int) -> bool:
+    """Deliver one mail as an RQ job; a raised DeliveryError makes RQ retry it."""
+    from inbox.extensions import db
+    from inbox.jobs import has_app, make_app
+
+    if has_app():
+        return deliver_queued(db.session, delivery_id)
+    app = make_app()
+    with app.app_context():
+        try:
+            return deliver_queued(db.session, delivery_id)
+        finally:
+            db.session.remove()
+
+
+def send_queued_mail(session: Session) -> tuple[int, int]:
+    """Try every queued mail once, oldest first; return the numbers delivered and failed."""
+    ids = session.scalars(
+        select(MailDelivery.id)
+        .where(MailDelivery.status == DeliveryStatus.QUEUED)
+        .order_by(MailDelivery.id)
+    ).all()
+    sent = failed = 0
+    for delivery_id in ids:
+        try:
+            sent += int(deliver_queued(session, delivery_id))
+        except DeliveryError:
+            logger.error("delivery of mail %s failed", delivery_id, exc_info=True)
+            failed += 1
+    return sent, failed
+
+
+def send_reply(session: Session, ticket: Ticket, reply: Reply, actor: str) -> Message:
+    """Queue a reply, commit, then deliver it; the ticket page calls this."""
+    message = queue_reply(session, ticket, reply, actor)
+    delivery_id = session.scalars(
+        select(MailDelivery.id).where(MailDelivery.message_pk == message.id)
+    ).one()
+    session.commit()
+    dispatch(session, [delivery_id])
+    return message
+
+
+def acknowledgement_block(session: Session, ticket: Ticket, now: datetime) -> str | None:
+    """Return why a ticket gets no automatic acknowledgement, or None when it gets one."""
+    from inbox.services.intake import ingest_settings
+
+    config = current_app.config
+    if not config.get("AUTO_ACKNOWLEDGE", True):
+        return "automatic acknowledgement is off"
+    if not RequestType(ticket.type).is_data_subject_request or ticket.needs_attention:
+        return f"type {ticket.type} gets no acknowledgement"
+    first = next((m for m in ticket.messages if m.direction == "in"), None)
+    if first is None or first.is_automatic:
+        return "the request is automatic mail"
+    address = ticket.requester_email.lower()
+    if not address:
+        return "the requester has no address"
+    if address in ingest_settings(config).own_addresses:
+        return "the requester is our own mailbox"
+    recent = session.scalars(
+        select(MailDelivery.id).where(
+            MailDelivery.recipient == address,
+            MailDelivery.is_automatic.is_(True),
+            MailDelivery.created_at >= now - AUTOMATIC_MAIL_WINDOW,
+        )
+    ).first()
+    if recent is not None:
+        return "an automatic mail went to this address within 24 hours"
+    return None
+
+
+def send_acknowledgement(session: Session, ticket_id: int) -> Message | None:
+    """Acknowledge a newly committed request ticket, then deliver the mail; safe to run twice.
+
+    Call it after the commit that opened the ticket. Returns None when no mail is due, and
+    audits why (automatic mail, our own address, a recent automatic mail to the same address).
+    """
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        return None
+    done = session.scalars(
+        select(MailDelivery.id).where(
+            MailDelivery.ticket_id == ticket.id, MailDelivery.template == "acknowledgement"
+        )
+    ).first()
+    if done is not None:
+        return None
+
+    reason = acknowledgement_block(session, ticket, utcnow())
+    if reason is not None:
+        record_event(session, AuditTag.MAIL_SUPPRESS, SYSTEM_ACTOR, ticket, {"reason": reason})
+        session.commit()
+        logger.info("no acknowledgement for ticket %s: %s", ticket.reference, reason)
+        return None
+    try:
+        draft = render_draft(session, ticket, "acknowledgement")
+        reply = Reply(draft.subject, draft.body, "acknowledgement", is_automatic=True)
+        return send_reply(session, ticket, reply, SYSTEM_ACTOR)
+    except ConfigError:
+        session.rollback()
+        logger.warning("no acknowledgement for ticket %s", ticket.reference, exc_info=True)
+        return None

@@ -1,0 +1,233 @@
+"""The checklist and reply forms of the ticket page: step actions, closing, and replies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from inbox.errors import ConfigError, TransitionError
+from inbox.extensions import db
+from inbox.models.ticket import Ticket
+from inbox.models.user import User
+from inbox.models.workflow import Outcome, StepStatus, WorkflowStep
+from inbox.services.replies import Draft, Reply, render_draft, send_reply
+from inbox.services.workflows import (
+    add_note,
+    assign_step,
+    can_close,
+    check_step,
+    close_ticket,
+    instance_of,
+    open_required_steps,
+    skip_step,
+    step_definition,
+    uncheck_step,
+)
+from inbox.views.tickets import get_ticket_or_404
+from inbox.workflow import REPLY_TEMPLATES, Step, StepKind
+
+bp = Blueprint("checklist", __name__, url_prefix="/tickets")
+
+STEP_STATUS_LABELS = {
+    StepStatus.OPEN: _l("Open"),
+    StepStatus.DONE: _l("Done"),
+    StepStatus.SKIPPED: _l("Skipped"),
+    StepStatus.PENDING: _l("Waits for a decision"),
+    StepStatus.NOT_APPLICABLE: _l("Not applicable"),
+    StepStatus.DROPPED: _l("Dropped after a type change"),
+}
+
+OUTCOME_LABELS = {
+    Outcome.GRANTED: _l("Granted"),
+    Outcome.PARTLY_GRANTED: _l("Partly granted"),
+    Outcome.REFUSED: _l("Refused"),
+    Outcome.WITHDRAWN: _l("Withdrawn"),
+    Outcome.NO_DATA_FOUND: _l("No data found"),
+}
+
+TEMPLATE_LABELS = {
+    "acknowledgement": _l("Acknowledgement"),
+    "identity_verification": _l("Identity verification request"),
+    "clarification": _l("Clarification"),
+    "extension": _l("Extension notice"),
+    "completion": _l("Completion"),
+    "refusal": _l("Refusal with reasons"),
+    "breach_notification": _l("Breach notification to a data subject"),
+}
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """Display data of one checklist step."""
+
+    step: WorkflowStep
+    definition: Step
+    title: str
+    description: str
+    status_label: str
+    is_overdue: bool
+
+
+def _language() -> str:
+    return "nl" if str(get_locale()) == "nl" else "en"
+
+
+def checklist_for(ticket: Ticket) -> dict[str, Any] | None:
+    """Collect the checklist of a ticket for ``_checklist.html``, or None without a workflow."""
+    instance = instance_of(db.session, ticket)
+    if instance is None:
+        return None
+    language = _language()
+    now = datetime.now().astimezone()
+    rows = []
+    for step in instance.steps:
+        definition = step_definition(step)
+        rows.append(
+            StepRow(
+                step=step,
+                definition=definition,
+                title=definition.text("title", language),
+                description=definition.text("description", language),
+                status_label=str(STEP_STATUS_LABELS[StepStatus(step.status)]),
+                is_overdue=step.status == StepStatus.OPEN
+                and step.due_at is not None
+                and step.due_at < now,
+            )
+        )
+    users = db.session.scalars(select(User).where(User.active.is_(True)).order_by(User.email))
+    return {
+        "instance": instance,
+        "rows": rows,
+        "users": list(users),
+        "outcomes": OUTCOME_LABELS,
+        "can_close": can_close(db.session, ticket),
+        "blocking": [
+            row.title for row in rows if row.step in open_required_steps(db.session, ticket)
+        ],
+        "language": language,
+    }
+
+
+def reply_form_for(ticket: Ticket) -> dict[str, Any]:
+    """Collect the reply form for ``_reply.html``, prefilled from ``?template=`` when given."""
+    chosen = request.args.get("template", "")
+    draft: Draft | None = None
+    if chosen in REPLY_TEMPLATES:
+        draft = render_draft(db.session, ticket, chosen)
+    return {"templates": TEMPLATE_LABELS, "chosen": chosen, "draft": draft}
+
+
+@bp.app_context_processor
+def inject_checklist_helpers() -> dict[str, Any]:
+    """Offer the checklist and reply helpers to the ticket page's partials."""
+    return {"checklist_for": checklist_for, "reply_form_for": reply_form_for}
+
+
+def _get_step_or_404(ticket: Ticket, step_pk: int) -> WorkflowStep:
+    step = db.session.get(WorkflowStep, step_pk)
+    if step is None or step.instance.ticket_id != ticket.id:
+        abort(404, _("Step %(id)s is not part of this ticket.", id=step_pk))
+    return step
+
+
+def _back(ticket: Ticket) -> ResponseReturnValue:
+    return redirect(url_for("tickets.show", reference=ticket.reference) + "#checklist")
+
+
+def _flash_rejection(exc: Exception) -> None:
+    db.session.rollback()
+    flash(_("The change was rejected: %(reason)s", reason=str(exc)), "error")
+
+
+@bp.route("/<reference>/steps/<int:step_pk>/<action>", methods=["POST"])
+@login_required
+def step_action(reference: str, step_pk: int, action: str) -> ResponseReturnValue:
+    """Check, uncheck, skip, annotate or assign one checklist step."""
+    ticket = get_ticket_or_404(reference)
+    step = _get_step_or_404(ticket, step_pk)
+    actor = current_user.email
+    try:
+        if action == "check":
+            check_step(db.session, step, actor, request.form.get("option") or None)
+        elif action == "uncheck":
+            uncheck_step(db.session, step, actor)
+        elif action == "skip":
+            skip_step(db.session, step, actor, request.form.get("reason", ""))
+        elif action == "note":
+            add_note(db.session, step, actor, request.form.get("text", ""))
+        elif action == "assign":
+            assign_step(db.session, step, _assignee(request.form.get("assignee", "")), actor)
+        else:
+            abort(404, _("Unknown step action %(action)s.", action=action))
+    except TransitionError as exc:
+        _flash_rejection(exc)
+        return _back(ticket)
+    db.session.commit()
+    flash(_("Checklist updated."), "success")
+    return _back(ticket)
+
+
+def _assignee(value: str) -> User | None:
+    if not value:
+        return None
+    user = db.session.get(User, int(value)) if value.isdigit() else None
+    if user is None:
+        abort(400, _("User %(id)s does not exist.", id=value))
+    return user
+
+
+@bp.route("/<reference>/close", methods=["POST"])
+@login_required
+def close(reference: str) -> ResponseReturnValue:
+    """Close the ticket with an outcome; a manager may override open required steps."""
+    ticket = get_ticket_or_404(reference)
+    try:
+        close_ticket(
+            db.session,
+            ticket,
+            request.form.get("outcome", ""),
+            current_user.email,
+            request.form.get("override_reason") or None,
+        )
+    except TransitionError as exc:
+        _flash_rejection(exc)
+        return _back(ticket)
+    db.session.commit()
+    flash(_("Ticket closed."), "success")
+    return _back(ticket)
+
+
+@bp.route("/<reference>/reply", methods=["POST"])
+@login_required
+def reply(reference: str) -> ResponseReturnValue:
+    """Send a reply to the requester, written from a template or from scratch."""
+    ticket = get_ticket_or_404(reference)
+    template = request.form.get("template", "")
+    if template and template not in REPLY_TEMPLATES:
+        abort(400, _("Unknown mail template %(name)s.", name=template))
+    message = Reply(
+        subject=request.form.get("subject", ""),
+        body=request.form.get("body", ""),
+        template=template,
+    )
+    try:
+        send_reply(db.session, ticket, message, current_user.email)
+    except (TransitionError, ConfigError) as exc:
+        _flash_rejection(exc)
+        return redirect(url_for("tickets.show", reference=reference, template=template) + "#reply")
+    flash(_("Reply queued for delivery."), "success")
+    return redirect(url_for("tickets.show", reference=reference) + "#reply")
+
+
+def is_decision(row: StepRow) -> bool:
+    """Tell whether a row is a decision step, for the template."""
+    return row.definition.kind is StepKind.DECISION

@@ -1,0 +1,280 @@
+"""Outgoing mail: acknowledgement and replies through a real SMTP server, threaded and localised."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from inbox.errors import ConfigError
+from inbox.extensions import db
+from inbox.mail.filters import LOOP_HEADER
+from inbox.mail.ingest import process_raw, store_raw
+from inbox.mail.outgoing import SmtpSettings, make_message_id, verify_message_id
+from inbox.models.audit import AuditEvent, AuditTag
+from inbox.models.message import Message
+from inbox.models.ticket import Ticket
+from inbox.models.user import Role
+from inbox.models.workflow import MailDelivery, StepStatus
+from inbox.services.intake import ingest_settings
+from inbox.services.replies import Reply, render_draft, send_acknowledgement, send_reply
+from inbox.services.users import create_user
+from inbox.services.workflows import WorkflowStateError, check_step, instance_of
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, AuthActions
+from tests.factories import make_mail
+from tests.servers import SmtpSink
+
+MAILBOX = "privacy@example.org"
+DUTCH_BODY = "Ik wil graag weten welke persoonsgegevens u van mij verwerkt (art. 15 AVG)."
+ENGLISH_BODY = "Under Article 15 GDPR I request access to all personal data you hold about me."
+
+
+@pytest.fixture
+def mail_app(make_app: Any, smtp_sink: SmtpSink) -> Iterator[Flask]:
+    """The app sending through the SMTP sink, with an app context pushed."""
+    application = make_app(
+        SMTP_HOST=smtp_sink.host,
+        SMTP_PORT=smtp_sink.port,
+        SMTP_SECURITY="none",
+        SMTP_TIMEOUT_SECONDS=5.0,
+        MAIL_FROM=MAILBOX,
+        ORG_NAME="Voorbeeld BV",
+        DPO_CONTACT="fg@example.org",
+    )
+    with application.app_context():
+        yield application
+        db.session.remove()
+
+
+def ingest(app: Flask, raw: bytes, received_at: datetime | None = None) -> Ticket:
+    """Store and process one mail, commit, then run the after-commit acknowledgement hook."""
+    when = received_at or datetime.now(UTC)
+    stored = store_raw(db.session, raw, when, None, "test")
+    result = process_raw(db.session, stored.raw_message, ingest_settings(app.config))
+    db.session.commit()
+    send_acknowledgement(db.session, result.ticket.id)
+    return result.ticket
+
+
+def parsed(raw: bytes) -> EmailMessage:
+    message = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def test_acknowledgement_reaches_smtp_threaded(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    ticket = ingest(mail_app, make_mail(message_id="req-1@example.net", body=DUTCH_BODY))
+
+    assert len(smtp_sink.messages) == 1
+    sent = smtp_sink.messages[0]
+    mail = parsed(sent.raw)
+    assert sent.rcpt_tos == ("jan@example.net",)
+    assert f"[{ticket.reference}]" in mail["Subject"]
+    assert mail["In-Reply-To"] == "<req-1@example.net>"
+    assert mail["References"] == "<req-1@example.net>"
+    assert mail["Auto-Submitted"] == "auto-replied"
+    assert mail["X-Auto-Response-Suppress"] == "All"
+    assert mail[LOOP_HEADER] == ticket.reference
+    message_id = mail["Message-ID"].strip("<>")
+    assert message_id.endswith("@example.org")
+    assert verify_message_id(message_id, "test-secret") == ticket.reference
+
+
+def test_acknowledgement_in_dutch_with_due_date(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    received = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
+    ingest(mail_app, make_mail(body=DUTCH_BODY), received)
+
+    mail = parsed(smtp_sink.messages[0].raw)
+    body = mail.get_content()
+    assert mail["Content-Language"] == "nl"
+    assert "inzageverzoek" in mail["Subject"]
+    assert "2 maart 2026" in body
+    assert "fg@example.org" in body
+
+
+def test_acknowledgement_in_english(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    ingest(mail_app, make_mail(subject="Subject access request", body=ENGLISH_BODY))
+
+    mail = parsed(smtp_sink.messages[0].raw)
+    assert mail["Content-Language"] == "en"
+    assert "We received your access request" in mail.get_content()
+
+
+def test_acknowledgement_stored_and_audited(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    ticket = ingest(mail_app, make_mail(body=DUTCH_BODY))
+
+    out = db.session.scalars(select(Message).where(Message.direction == "out")).one()
+    tags = db.session.scalars(select(AuditEvent.tag).where(AuditEvent.ticket_id == ticket.id)).all()
+    assert out.ticket_id == ticket.id
+    assert out.is_automatic is True
+    assert AuditTag.MAIL_QUEUE in tags
+    assert AuditTag.MAIL_SEND in tags
+
+
+def test_acknowledgement_checks_its_step(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    ticket = ingest(mail_app, make_mail(body=DUTCH_BODY))
+
+    instance = instance_of(db.session, ticket)
+    assert instance is not None
+    step = next(s for s in instance.steps if s.step_id == "acknowledge")
+    assert step.status == StepStatus.DONE
+
+
+def test_acknowledgement_never_to_automatic_mail(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    raw = make_mail(body=DUTCH_BODY, headers={"Auto-Submitted": "auto-replied"})
+
+    ingest(mail_app, raw)
+
+    assert smtp_sink.messages == []
+
+
+def test_acknowledgement_never_to_own_mailbox(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    ingest(mail_app, make_mail(sender=f"Privacy <{MAILBOX}>", body=DUTCH_BODY))
+
+    assert smtp_sink.messages == []
+
+
+def test_acknowledgement_once_per_sender_per_day(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    ingest(mail_app, make_mail(body=DUTCH_BODY))
+    second = ingest(mail_app, make_mail(subject="Nog een inzageverzoek", body=DUTCH_BODY))
+
+    assert len(smtp_sink.messages) == 1
+    suppressed = db.session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.ticket_id == second.id, AuditEvent.tag == AuditTag.MAIL_SUPPRESS
+        )
+    ).one()
+    assert "24 hours" in suppressed.data["reason"]
+
+
+def test_acknowledgement_after_a_day_again(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    ingest(mail_app, make_mail(body=DUTCH_BODY))
+    for delivery in db.session.scalars(select(MailDelivery)):
+        delivery.created_at = datetime.now(UTC) - timedelta(hours=25)
+    db.session.commit()
+
+    ingest(mail_app, make_mail(subject="Nog een inzageverzoek", body=DUTCH_BODY))
+
+    assert len(smtp_sink.messages) == 2
+
+
+def test_acknowledgement_off_by_setting(make_app: Any, smtp_sink: SmtpSink) -> None:
+    application = make_app(
+        SMTP_HOST=smtp_sink.host,
+        SMTP_PORT=smtp_sink.port,
+        SMTP_SECURITY="none",
+        MAIL_FROM=MAILBOX,
+        AUTO_ACKNOWLEDGE=False,
+    )
+    with application.app_context():
+        ingest(application, make_mail(body=DUTCH_BODY))
+        db.session.remove()
+
+    assert smtp_sink.messages == []
+
+
+def test_completion_reaches_smtp_threaded(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    ticket = ingest(
+        mail_app,
+        make_mail(subject="Access request", body=ENGLISH_BODY, message_id="req-2@example.net"),
+    )
+    ack_id = parsed(smtp_sink.messages[0].raw)["Message-ID"].strip("<>")
+    instance = instance_of(db.session, ticket)
+    assert instance is not None
+    decide = next(s for s in instance.steps if s.step_id == "decide_outcome")
+    check_step(db.session, decide, "agent@example.org", "granted")
+    db.session.commit()
+
+    draft = render_draft(db.session, ticket, "completion")
+    send_reply(
+        db.session, ticket, Reply(draft.subject, draft.body, "completion"), "agent@example.org"
+    )
+
+    assert len(smtp_sink.messages) == 2
+    mail = parsed(smtp_sink.messages[1].raw)
+    assert mail["Auto-Submitted"] is None
+    assert mail["In-Reply-To"] == "<req-2@example.net>"
+    assert mail["References"] == f"<req-2@example.net> <{ack_id}>"
+    assert f"[{ticket.reference}]" in mail["Subject"]
+    assert "Attached you find a copy of the personal data" in mail.get_content()
+    completion = next(s for s in instance.steps if s.step_id == "send_completion")
+    assert completion.status == StepStatus.DONE
+
+
+def test_reply_to_our_mail_threads_back(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    ticket = ingest(mail_app, make_mail(body=DUTCH_BODY))
+    ack_id = parsed(smtp_sink.messages[0].raw)["Message-ID"]
+
+    answer = make_mail(subject="Re: ontvangen", body="Dank u.", headers={"In-Reply-To": ack_id})
+    joined = ingest(mail_app, answer)
+
+    assert joined.id == ticket.id
+
+
+def test_file_outbox_without_smtp_host(make_app: Any, tmp_path: Path) -> None:
+    application = make_app(MAIL_FROM=MAILBOX)
+    with application.app_context():
+        reference = ingest(application, make_mail(body=DUTCH_BODY)).reference
+        outbox = Path(application.instance_path) / "outbox"
+        files = list(outbox.glob("*.eml"))
+        db.session.remove()
+
+    assert len(files) == 1
+    assert reference in parsed(files[0].read_bytes())["Subject"]
+
+
+def test_smtp_none_refused_off_loopback() -> None:
+    config = {"SMTP_HOST": "mail.example.org", "SMTP_SECURITY": "none"}
+
+    with pytest.raises(ConfigError, match="INBOX_SMTP_SECURITY=none"):
+        SmtpSettings.from_config(config)
+
+
+def test_message_id_rejects_forged_token() -> None:
+    message_id = make_message_id("PRQ-2026-00001", "test-secret", "example.org")
+    forged = message_id.replace("PRQ-2026-00001", "PRQ-2026-00002")
+
+    assert verify_message_id(forged, "test-secret") is None
+
+
+def test_extension_only_before_deadline(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    old = datetime.now(UTC) - timedelta(days=60)
+    ticket = ingest(mail_app, make_mail(body=DUTCH_BODY), old)
+    draft = render_draft(db.session, ticket, "extension")
+
+    with pytest.raises(WorkflowStateError, match="must be announced before it"):
+        send_reply(db.session, ticket, Reply(draft.subject, draft.body, "extension"), "agent")
+
+
+def test_reply_page_sends_from_template(make_app: Any, smtp_sink: SmtpSink) -> None:
+    application = make_app(
+        SMTP_HOST=smtp_sink.host, SMTP_PORT=smtp_sink.port, SMTP_SECURITY="none", MAIL_FROM=MAILBOX
+    )
+    client = application.test_client()
+    with application.app_context():
+        create_user(
+            db.session, email=ADMIN_EMAIL, password=ADMIN_PASSWORD, role=Role.ADMIN, actor="t"
+        )
+        db.session.commit()
+        reference = ingest(application, make_mail(body=DUTCH_BODY)).reference
+        AuthActions(client).login()
+
+        page = client.get(f"/tickets/{reference}?template=clarification")
+        posted = client.post(
+            f"/tickets/{reference}/reply",
+            data={"template": "clarification", "subject": "Vraag", "body": "Welke gegevens?"},
+        )
+        db.session.remove()
+
+    assert page.status_code == 200
+    assert "Om het goed af te handelen" in page.get_data(as_text=True)
+    assert posted.status_code == 302
+    assert len(smtp_sink.messages) == 2
+    assert "Welke gegevens?" in parsed(smtp_sink.messages[1].raw).get_content()
