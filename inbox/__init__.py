@@ -12,6 +12,7 @@ from flask_login import current_user
 
 from inbox.config import environ, load_settings, validate_settings
 from inbox.extensions import babel, csrf, db, login_manager, migrate
+from inbox.workflow import check_shipped_workflows
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The source checkout: templates/, static/ and workflows/ sit beside the package."""
@@ -54,7 +55,10 @@ def create_app(
     )
     if test_config is not None:
         app.config.from_mapping(test_config)
+    # Flask-Babel formats dates in this zone; screens show the organisation's local time.
+    app.config["BABEL_DEFAULT_TIMEZONE"] = app.config["ORG_TIMEZONE"]
     validate_settings(app.config)
+    check_shipped_workflows()
 
     if not logging.getLogger().handlers:
         logging.basicConfig(
@@ -62,7 +66,10 @@ def create_app(
         )
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    # SQLite cannot ALTER most constraints, so migrations use batch mode there.
+    migrate.init_app(
+        app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True, compare_type=True
+    )
     csrf.init_app(app)
     babel.init_app(app, locale_selector=select_locale)
     login_manager.init_app(app)

@@ -50,6 +50,12 @@ def register_commands(app: Flask) -> None:
     ):
         app.cli.add_command(command)
 
+    from inbox.cli_triage import register_triage_commands
+    from inbox.cli_workflows import register_workflow_commands
+
+    register_triage_commands(app)
+    register_workflow_commands(app)
+
 
 def prepare_database() -> None:
     """Create the tables that do not exist yet."""

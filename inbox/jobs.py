@@ -13,6 +13,7 @@ from flask import current_app
 from inbox.errors import ConfigError
 from inbox.extensions import db
 from inbox.services.intake import poll_mailboxes
+from inbox.services.replies import OUTGOING_QUEUE
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -125,16 +126,22 @@ def run_worker(app: Flask) -> None:
             "REDIS_URL is not set: the worker needs Redis, e.g. redis://127.0.0.1:6379/0"
         )
     connection = Redis.from_url(url)
-    queue = Queue(POLL_QUEUE, connection=connection)
+    queues = [Queue(POLL_QUEUE, connection=connection), Queue(OUTGOING_QUEUE, connection=connection)]
 
     interval = app.config["POLL_INTERVAL_SECONDS"]
     cron = multiprocessing.get_context("spawn").Process(
         target=run_cron_scheduler, args=(url, interval), name="rq-cron", daemon=True
     )
     cron.start()
-    logger.info("worker on queue %s, poll every %s s (cron pid %s)", POLL_QUEUE, interval, cron.pid)
+    logger.info(
+        "worker on queues %s and %s, poll every %s s (cron pid %s)",
+        POLL_QUEUE,
+        OUTGOING_QUEUE,
+        interval,
+        cron.pid,
+    )
     try:
-        Worker([queue], connection=connection).work(with_scheduler=False)
+        Worker(queues, connection=connection).work(with_scheduler=False)
     finally:
         cron.terminate()
         cron.join(timeout=10)

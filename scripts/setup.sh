@@ -34,7 +34,7 @@ echo "==> installing privacy-inbox$([ -n "$extras" ] && echo " with $extras") in
 
 if compgen -G "inbox/translations/*/LC_MESSAGES/messages.po" >/dev/null; then
     echo "==> compiling translations"
-    "$venv/bin/pybabel" compile -q -d inbox/translations
+    "$venv/bin/pybabel" compile -d inbox/translations >/dev/null
 fi
 
 echo "==> preparing the database"

@@ -1,10 +1,18 @@
 """SQLAlchemy models, one module per aggregate."""
 
 from inbox.models.audit import AuditEvent, AuditTag
+from inbox.models.correction import TypeCorrection
 from inbox.models.mailbox import Mailbox
 from inbox.models.message import Attachment, Blob, MailLocation, Message, RawMessage
 from inbox.models.ticket import ReferenceCounter, Ticket
 from inbox.models.user import Role, User
+from inbox.models.workflow import (
+    MailDelivery,
+    StepNote,
+    WorkflowInstance,
+    WorkflowStep,
+    WorkflowVersion,
+)
 
 __all__ = [
     "Attachment",
@@ -13,10 +21,16 @@ __all__ = [
     "Blob",
     "MailLocation",
     "Mailbox",
+    "MailDelivery",
     "Message",
     "RawMessage",
     "ReferenceCounter",
     "Role",
+    "StepNote",
     "Ticket",
+    "TypeCorrection",
     "User",
+    "WorkflowInstance",
+    "WorkflowStep",
+    "WorkflowVersion",
 ]

@@ -25,6 +25,7 @@ class AuditTag(StrEnum):
     TICKET_ASSIGNEE_CHANGE = "ticket:assignee:change"
     TICKET_MERGE = "ticket:ticket:merge"
     CORRECTIONS_EXPORT = "triage:corrections:export"
+    TICKET_ATTENTION_FLAG = "mail:attention:flag"
     MAILBOX_UIDVALIDITY_CHANGE = "mail:uidvalidity:change"
     MAILBOX_CREATE = "admin:mailbox:create"
     MAILBOX_UPDATE = "admin:mailbox:update"
@@ -33,6 +34,19 @@ class AuditTag(StrEnum):
     USER_LOGIN = "user:session:login"
     USER_LOGIN_FAIL = "user:session:fail"
     USER_LOGOUT = "user:session:logout"
+    TICKET_CLOSE = "ticket:ticket:close"
+    WORKFLOW_VERSION_ADD = "workflow:version:add"
+    WORKFLOW_START = "workflow:instance:start"
+    WORKFLOW_REPLAN = "workflow:instance:replan"
+    STEP_CHECK = "workflow:step:check"
+    STEP_UNCHECK = "workflow:step:uncheck"
+    STEP_SKIP = "workflow:step:skip"
+    STEP_NOTE = "workflow:step:note"
+    STEP_ASSIGN = "workflow:step:assign"
+    MAIL_QUEUE = "mail:message:queue"
+    MAIL_SEND = "mail:message:send"
+    MAIL_FAIL = "mail:message:fail"
+    MAIL_SUPPRESS = "mail:acknowledgement:suppress"
 
 
 class AuditEvent(db.Model):  # type: ignore[name-defined,misc]

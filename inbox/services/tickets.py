@@ -110,6 +110,9 @@ def open_ticket(session: Session, new: NewTicket, policy: SlaPolicy, actor: str)
         },
     )
     logger.info("opened ticket %s of type %s", ticket.reference, ticket.type)
+    from inbox.services.workflows import start_workflow  # local: that module imports this one
+
+    start_workflow(session, ticket, actor)
     return ticket
 
 
@@ -150,6 +153,9 @@ def change_type(
     logger.info(
         "ticket %s retyped from %s to %s by %s", ticket.reference, old_type, ticket.type, actor
     )
+    from inbox.services.workflows import replan_workflow  # local: that module imports this one
+
+    replan_workflow(session, ticket, actor)
     return True
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
-from flask import current_app, render_template
-from flask_babel import format_datetime
+from flask import render_template
+from flask_babel import format_datetime, get_locale
 
 from inbox.extensions import db
 
@@ -20,7 +19,7 @@ def local_time(value: datetime | None, fmt: str = "medium") -> str:
     """Format an aware datetime in the organisation's time zone and the reader's language."""
     if value is None:
         return "–"
-    return format_datetime(value.astimezone(ZoneInfo(current_app.config["ORG_TIMEZONE"])), fmt)
+    return format_datetime(value, fmt)
 
 
 def register_views(app: Flask) -> None:
@@ -29,9 +28,13 @@ def register_views(app: Flask) -> None:
     from inbox.views.auth import bp as auth_bp
     from inbox.views.queue import bp as queue_bp
     from inbox.views.tickets import bp as tickets_bp
+    from inbox.views.triage import bp as triage_bp
 
-    for blueprint in (auth_bp, queue_bp, tickets_bp, admin_bp):
+    for blueprint in (auth_bp, queue_bp, tickets_bp, admin_bp, triage_bp):
         app.register_blueprint(blueprint)
+    from inbox.views.checklist import bp as checklist_bp
+
+    app.register_blueprint(checklist_bp)
 
     app.jinja_env.filters["local_time"] = local_time
 
@@ -41,6 +44,7 @@ def register_views(app: Flask) -> None:
         from inbox.views.labels import status_label, type_label
 
         return {
+            "get_locale": get_locale,
             "languages": LANGUAGES,
             "type_label": type_label,
             "status_label": status_label,
