@@ -166,8 +166,8 @@ def test_browser_retype_ticket_english_and_dutch(
     # 72 hours after receipt; the access request was due on 2 December.
     expect(page.locator("#ticket-due")).to_contain_text("Nov 5, 2026")
     audit = page.locator("table.audit")
-    expect(audit).to_contain_text("ticket:type:change")
-    expect(audit).to_contain_text("access → breach")
+    expect(audit).to_contain_text("Type changed")
+    expect(audit).to_contain_text("Access request → Data breach")
     page.screenshot(path=str(screenshots / "ticket-en.png"), full_page=True)
 
     # The language switch turns the same page Dutch for the rest of the session.
@@ -195,7 +195,7 @@ def test_browser_retype_ticket_english_and_dutch(
     expect(page.locator("#ticket-type")).to_have_text("Datalek")
     expect(page.locator("#ticket-due")).to_contain_text("5 nov 2026")
     audit = page.locator("table.audit")
-    expect(audit).to_contain_text("ticket:type:change")
-    expect(audit).to_contain_text("access → breach")
+    expect(audit).to_contain_text("Soort gewijzigd")
+    expect(audit).to_contain_text("Inzageverzoek → Datalek")
     page.screenshot(path=str(screenshots / "ticket-nl.png"), full_page=True)
     context.close()

@@ -420,7 +420,7 @@ def test_type_change_shown_on_page(
     assert "Data breach" in page
     assert due_shown(page).startswith("Nov 5, 2026")
     assert str(AuditTag.TICKET_TYPE_CHANGE) in page
-    assert "access → breach" in page
+    assert "Access request → Data breach" in page
 
 
 def test_type_change_to_same_type_not_audited(
@@ -462,7 +462,7 @@ def test_status_change_audited(
     assert event.actor == ADMIN_EMAIL
     assert event.data == {"from": "new", "to": "waiting"}
     assert "Status changed." in page
-    assert "new → waiting" in page
+    assert "New → Waiting for requester" in page
     assert "Waiting for requester" in page
 
 

@@ -41,12 +41,14 @@ def register_views(app: Flask) -> None:
     @app.context_processor
     def inject_globals() -> dict[str, Any]:
         from inbox import LANGUAGES
-        from inbox.views.labels import status_label, type_label
+        from inbox.views.labels import audit_details, audit_label, status_label, type_label
 
         return {
             "get_locale": get_locale,
             "languages": LANGUAGES,
             "type_label": type_label,
+            "audit_label": audit_label,
+            "audit_details": audit_details,
             "status_label": status_label,
             "org_name": app.config["ORG_NAME"],
         }

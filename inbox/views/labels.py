@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_babel import lazy_gettext as _l
 
 from inbox.enums import RequestType, TicketStatus
@@ -41,3 +43,46 @@ def status_label(value: str) -> str:
         return str(STATUS_LABELS[TicketStatus(value)])
     except ValueError:
         return value
+
+
+AUDIT_LABELS = {
+    "ticket:ticket:create": _l("Ticket opened"),
+    "ticket:type:change": _l("Type changed"),
+    "ticket:type:confirm": _l("Type confirmed"),
+    "ticket:status:change": _l("Status changed"),
+    "ticket:message:add": _l("Message added"),
+    "ticket:ticket:quarantine": _l("Message could not be read"),
+    "ticket:assignee:change": _l("Assignee changed"),
+    "ticket:ticket:merge": _l("Tickets merged"),
+    "ticket:ticket:close": _l("Ticket closed"),
+    "mail:attention:flag": _l("Flagged for attention"),
+    "workflow:instance:start": _l("Checklist started"),
+    "workflow:instance:replan": _l("Checklist re-planned"),
+    "workflow:step:check": _l("Step done"),
+    "workflow:step:uncheck": _l("Step reopened"),
+    "workflow:step:skip": _l("Step skipped"),
+    "workflow:step:note": _l("Note added"),
+    "workflow:step:assign": _l("Step assigned"),
+    "mail:message:queue": _l("Mail queued"),
+    "mail:message:send": _l("Mail sent"),
+    "mail:message:fail": _l("Mail delivery failed"),
+    "mail:acknowledgement:suppress": _l("No acknowledgement sent"),
+}
+"""Readable names of audit tags on the ticket page; an unlisted tag is shown as it is."""
+
+
+def audit_label(tag: str) -> str:
+    """Return the translated name of an audit tag, or the tag itself when it has none."""
+    label = AUDIT_LABELS.get(tag)
+    return str(label) if label is not None else tag
+
+
+def audit_details(tag: str, data: dict[str, Any]) -> str:
+    """Summarise an audit event's data: translated from and to values, else key=value pairs."""
+    if tag == "ticket:type:change":
+        return f"{type_label(str(data.get('from')))} → {type_label(str(data.get('to')))}"
+    if tag == "ticket:status:change":
+        return f"{status_label(str(data.get('from')))} → {status_label(str(data.get('to')))}"
+    if "from" in data and "to" in data:
+        return f"{data['from']} → {data['to']}"
+    return " ".join(f"{key}={value}" for key, value in data.items())
