@@ -386,6 +386,18 @@ def test_merge_closes_other_with_audit_events(
     assert verify_chain(db.session).is_intact
 
 
+def test_reply_citing_merged_reference_joins_kept_ticket(app: Flask, tmp_path: Path) -> None:
+    earlier, later = import_duplicates(app, tmp_path)
+    merge_tickets(db.session, [earlier, later], "tester")
+    db.session.commit()
+    reply = make_mail(subject=f"Re: [{later.reference}] My data", body="Any news?")
+
+    (joined,) = import_mails(app, tmp_path, reply)
+
+    assert joined.id == earlier.id
+    assert later.status == "closed"
+
+
 def test_merge_adds_other_type_as_secondary(app: Flask, tmp_path: Path) -> None:
     earlier, later = import_duplicates(app, tmp_path)
     other_type = later.type

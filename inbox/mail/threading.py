@@ -110,12 +110,29 @@ def match_thread(session: Session, parsed: ParsedMail) -> ThreadMatch:
     ticket = session.scalars(select(Ticket).where(Ticket.reference == reference)).first()
     if ticket is None:
         return ThreadMatch(None)
+    ticket = follow_merges(session, ticket)
     if parsed.from_addr and parsed.from_addr.lower() == ticket.requester_email.lower():
         return ThreadMatch(ticket)
     logger.warning(
         "mail carries reference %s but comes from someone other than its requester", reference
     )
     return ThreadMatch(None, possible_followup_of=ticket)
+
+
+MAX_MERGE_HOPS = 20
+"""Longest chain of merged tickets followed; a longer one means a cycle in bad data."""
+
+
+def follow_merges(session: Session, ticket: Ticket) -> Ticket:
+    """Return the ticket that ``ticket`` was merged into, following chains of merges."""
+    for _ in range(MAX_MERGE_HOPS):
+        if ticket.merged_into_id is None:
+            return ticket
+        target = session.get(Ticket, ticket.merged_into_id)
+        if target is None:
+            return ticket
+        ticket = target
+    return ticket
 
 
 def ticket_by_message_ids(session: Session, message_ids: list[str]) -> Ticket | None:

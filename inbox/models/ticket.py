@@ -47,6 +47,8 @@ class Ticket(db.Model):  # type: ignore[name-defined,misc]
     # requester: a person decides whether it continues that ticket.
     possible_followup_of: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
     # Address of the colleague who forwarded the request; the requester is the original sender.
+    # Set on a ticket that triage merged into another, so mail citing its reference follows.
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
     forwarded_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
 
     messages: Mapped[list[Message]] = relationship(

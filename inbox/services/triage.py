@@ -260,9 +260,8 @@ def merge_tickets(session: Session, tickets: Sequence[Ticket], actor: str) -> Me
     The kept ticket keeps its reference, type and clock, and receives the others' messages.
     The others are closed. Both sides get a ``ticket:ticket:merge`` event naming the other.
 
-    NOTE: replies that cite a closed ticket's message ids follow the moved messages, but a reply
-    that carries only the closed ticket's reference in its subject still threads to (and reopens)
-    the closed ticket, because threading does not follow merges.
+    Replies that cite a merged ticket's message ids follow the moved messages, and a reply that
+    carries only its reference in the subject follows ``merged_into_id``.
 
     :raises MergeError: the tickets are fewer than two, one is closed, or the requesters differ.
     """
@@ -283,6 +282,7 @@ def merge_tickets(session: Session, tickets: Sequence[Ticket], actor: str) -> Me
         }
         record_event(session, AuditTag.TICKET_MERGE, actor, kept, {**data, "types_added": added})
         record_event(session, AuditTag.TICKET_MERGE, actor, other, data)
+        other.merged_into_id = kept.id
         change_status(session, other, TicketStatus.CLOSED, actor)
         result.closed.append(other)
         result.messages_moved += len(moved)
