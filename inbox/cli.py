@@ -6,6 +6,7 @@ import json
 import logging
 import secrets
 import sys
+import threading
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,14 +96,28 @@ def init_command() -> None:
 @click.option(
     "--mailbox", "mailbox_name", default=None, help="Poll only the mailbox with this name."
 )
+@click.option(
+    "--idle/--no-idle",
+    default=True,
+    show_default=True,
+    help="Without --once: wake on IMAP IDLE as well as on the INBOX_POLL_INTERVAL_SECONDS timer.",
+)
 @with_appcontext
-def poll_command(once: bool, mailbox_name: str | None) -> None:
+def poll_command(once: bool, mailbox_name: str | None, idle: bool) -> None:
     """Fetch new mail from the configured IMAP mailboxes and turn it into tickets."""
-    from inbox.jobs import run_poll_loop
+    from inbox.jobs import run_idle_pollers, run_poll_loop
 
     prepare_database()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not once and idle:
+        stop = threading.Event()
+        try:
+            run_idle_pollers(app, stop, only=mailbox_name)
+        except KeyboardInterrupt:
+            stop.set()
+        return
     if not once:
-        run_poll_loop(current_app._get_current_object())  # type: ignore[attr-defined]
+        run_poll_loop(app)
         return
     try:
         results, errors = poll_mailboxes(db.session, current_app.config, only=mailbox_name)

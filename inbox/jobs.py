@@ -76,6 +76,33 @@ def run_poll_loop(app: Flask, stop: threading.Event | None = None) -> None:
         stop.wait(max(1.0, interval - (time.monotonic() - started)))
 
 
+def run_idle_pollers(app: Flask, stop: threading.Event, only: str | None = None) -> int:
+    """Poll the configured mailboxes on IMAP IDLE wake-ups and on the timer until ``stop`` is set.
+
+    Returns the number of mailboxes watched; 0 when none is configured.
+    """
+    from inbox.mail.idle import start_idle_poller
+    from inbox.services.intake import mailbox_configs
+
+    with app.app_context():
+        configs = [c for c in mailbox_configs(db.session, app.config) if only in (None, c.name)]
+        db.session.remove()
+    watchers = [start_idle_poller(app, config) for config in configs]
+    logger.info(
+        "watching %s mailboxes with IDLE and a %s s timer",
+        len(watchers),
+        app.config["POLL_INTERVAL_SECONDS"],
+    )
+    try:
+        stop.wait()
+    finally:
+        for _, thread_stop in watchers:
+            thread_stop.set()
+        for thread, _ in watchers:
+            thread.join(timeout=app.config["IMAP_TIMEOUT_SECONDS"] + 5)
+    return len(watchers)
+
+
 def start_inline_poller(app: Flask) -> threading.Event | None:
     """Start the poll timer in a daemon thread when no Redis is configured and IMAP is set."""
     if app.config["REDIS_URL"] or not app.config["IMAP_HOST"] or not app.config["POLL_INLINE"]:
@@ -126,7 +153,10 @@ def run_worker(app: Flask) -> None:
             "REDIS_URL is not set: the worker needs Redis, e.g. redis://127.0.0.1:6379/0"
         )
     connection = Redis.from_url(url)
-    queues = [Queue(POLL_QUEUE, connection=connection), Queue(OUTGOING_QUEUE, connection=connection)]
+    queues = [
+        Queue(POLL_QUEUE, connection=connection),
+        Queue(OUTGOING_QUEUE, connection=connection),
+    ]
 
     interval = app.config["POLL_INTERVAL_SECONDS"]
     cron = multiprocessing.get_context("spawn").Process(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -12,7 +14,7 @@ from rq import Queue, SimpleWorker
 from sqlalchemy import select
 
 from inbox.extensions import db
-from inbox.jobs import POLL_QUEUE, build_cron_scheduler, poll_job
+from inbox.jobs import POLL_QUEUE, build_cron_scheduler, poll_job, run_idle_pollers
 from inbox.models.ticket import Ticket
 from tests.factories import make_mail
 from tests.servers import Dovecot
@@ -61,3 +63,24 @@ def test_poll_job_twice_is_harmless(imap_app: Flask, mailbox: Dovecot) -> None:
 
     assert first["new_tickets"] == 1
     assert second["new_tickets"] == 0
+
+
+def test_idle_pollers_pick_up_new_mail(imap_app: Flask, mailbox: Dovecot) -> None:
+    stop = threading.Event()
+    watcher = threading.Thread(target=run_idle_pollers, args=(imap_app, stop), daemon=True)
+    watcher.start()
+    try:
+        time.sleep(1.0)
+        mailbox.append("INBOX", make_mail(), msg_time=datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            db.session.remove()
+            if db.session.scalars(select(Ticket)).first() is not None:
+                break
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+
+    assert db.session.scalars(select(Ticket)).one().type == "access"
+    assert not watcher.is_alive()
