@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples" / "mail"
 """The bundled sample mails that ``demo`` ingests."""
 
+DEMO_MAILBOX = "privacy@example.org"
+"""The address the sample mails are sent to, used as From of the demo's acknowledgements."""
+
 
 def register_commands(app: Flask) -> None:
     """Attach the commands to the app, so ``flask`` and ``privacy-inbox`` both offer them."""
@@ -156,21 +159,26 @@ def import_command(paths: tuple[Path, ...]) -> None:
         )
 
 
-def print_summary() -> None:
-    """Print tickets per type and the nearest open deadline."""
+def print_summary(now: datetime) -> None:
+    """Print tickets per type, how many are overdue, and the nearest open deadline."""
     tickets = db.session.scalars(select(Ticket)).all()
     counts = Counter(ticket.type for ticket in tickets)
     click.echo(f"{len(tickets)} tickets")
     for request_type in RequestType:
         if counts[request_type]:
             click.echo(f"  {request_type.value:<20} {counts[request_type]}")
-    open_due = [t for t in tickets if t.due_at is not None and not t.is_closed]
-    if open_due:
-        nearest = min(open_due, key=lambda t: t.due_at)  # type: ignore[arg-type, return-value]
-        due_local = nearest.due_at.astimezone(ZoneInfo(current_app.config["ORG_TIMEZONE"]))  # type: ignore[union-attr]
-        click.echo(
-            f"nearest deadline: {nearest.reference} ({nearest.type}) due {due_local.isoformat()}"
-        )
+
+    open_due = [(t, t.due_at) for t in tickets if t.due_at is not None and not t.is_closed]
+    if not open_due:
+        return
+    overdue = sum(1 for _, due in open_due if due < now)
+    nearest, due = min(open_due, key=lambda pair: pair[1])
+    due_local = due.astimezone(ZoneInfo(current_app.config["ORG_TIMEZONE"]))
+    state = "overdue" if due < now else "due"
+    click.echo(f"{overdue} open tickets are past their deadline")
+    click.echo(
+        f"nearest deadline: {nearest.reference} ({nearest.type}) {state} {due_local.isoformat()}"
+    )
 
 
 @click.command("demo")
@@ -188,12 +196,16 @@ def demo_command(serve: bool, port: int) -> None:
         click.echo(
             f"admin account {config['ADMIN_EMAIL']} created, password (shown once): {generated}"
         )
+    if not config["MAIL_FROM"] and "@" not in config["IMAP_USER"]:
+        # The samples are addressed to this mailbox; acknowledgements go to instance/outbox/
+        # unless INBOX_SMTP_HOST is set.
+        config["MAIL_FROM"] = DEMO_MAILBOX
     result = import_path(db.session, SAMPLES_DIR, config, datetime.now(UTC))
     click.echo(
         f"imported {result.files} sample mails: {result.new_tickets} new tickets, "
         f"{result.replies} replies, {result.quarantined} need attention"
     )
-    print_summary()
+    print_summary(datetime.now(UTC))
     if serve:
         from inbox.serve import serve_app
 
