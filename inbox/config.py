@@ -56,6 +56,7 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], Any], ...] = (
     ("SLA_MONTH_RULE", "INBOX_SLA_MONTH_RULE", _to_bool, True),
     ("SLA_REQUEST_DAYS", "INBOX_SLA_REQUEST_DAYS", int, 30),
     ("SLA_BREACH_HOURS", "INBOX_SLA_BREACH_HOURS", int, 72),
+    ("SLA_PAUSE_FOR_IDENTITY", "INBOX_SLA_PAUSE_FOR_IDENTITY", _to_bool, False),
     ("IMAP_HOST", "INBOX_IMAP_HOST", str, ""),
     ("IMAP_PORT", "INBOX_IMAP_PORT", int, 0),
     ("IMAP_SECURITY", "INBOX_IMAP_SECURITY", _to_choice(IMAP_SECURITY_CHOICES), "ssl"),

@@ -26,7 +26,7 @@ POLL_QUEUE = "mail"
 """RQ queue that runs the mailbox polls."""
 
 POLL_JOB_TIMEOUT_SECONDS = 3600
-"""Longest one poll job may run before RQ stops it; a first poll of a large mailbox is slow."""
+"""Maximum run time of one poll job before RQ stops it; a first poll of a large mailbox is slow."""
 
 
 def poll_job(mailbox_name: str | None = None) -> dict[str, int]:

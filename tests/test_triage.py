@@ -446,7 +446,10 @@ def test_merge_different_requesters_raises(app: Flask, tmp_path: Path) -> None:
 
 def test_merge_closed_ticket_rejected(app: Flask, tmp_path: Path, signed_in: FlaskClient) -> None:
     earlier, later = import_duplicates(app, tmp_path)
-    signed_in.post(f"/tickets/{later.reference}/status", data={"status": "closed"})
+    signed_in.post(
+        f"/tickets/{later.reference}/close",
+        data={"outcome": "withdrawn", "override_reason": "Sent twice by mistake."},
+    )
 
     response = signed_in.post(
         "/triage/bulk",

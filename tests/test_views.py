@@ -286,7 +286,7 @@ def test_queue_filters_by_status(
     client: FlaskClient, auth: AuthActions, three_tickets: dict[str, str]
 ) -> None:
     auth.login()
-    client.post(f"/tickets/{three_tickets['access']}/status", data={"status": "closed"})
+    close_as_admin(client, three_tickets["access"])
 
     closed = queue_references(client.get("/?status=closed").text)
     open_ = queue_references(client.get("/").text)
@@ -466,15 +466,35 @@ def test_status_change_audited(
     assert "Waiting for requester" in page
 
 
-def test_status_change_to_closed_sets_closed_at(
+def close_as_admin(client: FlaskClient, reference: str) -> None:
+    """Close a ticket through the close form, overriding open steps as the admin may."""
+    client.post(
+        f"/tickets/{reference}/close",
+        data={"outcome": "withdrawn", "override_reason": "The requester withdrew by phone."},
+    )
+
+
+def test_close_form_sets_closed_at(
     client: FlaskClient, auth: AuthActions, three_tickets: dict[str, str]
 ) -> None:
     reference = three_tickets["erasure"]
     auth.login()
 
-    client.post(f"/tickets/{reference}/status", data={"status": "closed"})
+    close_as_admin(client, reference)
 
     assert load_ticket(reference).closed_at is not None
+
+
+def test_status_form_cannot_close(
+    client: FlaskClient, auth: AuthActions, three_tickets: dict[str, str]
+) -> None:
+    reference = three_tickets["erasure"]
+    auth.login()
+
+    response = client.post(f"/tickets/{reference}/status", data={"status": "closed"})
+
+    assert response.status_code == 400
+    assert load_ticket(reference).closed_at is None
 
 
 def test_raw_download_is_attachment(

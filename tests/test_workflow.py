@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,22 @@ from inbox.enums import RequestType, TicketStatus
 from inbox.errors import ConfigError
 from inbox.extensions import db
 from inbox.models.audit import AuditEvent, AuditTag
+from inbox.models.message import Attachment, Blob, Message
 from inbox.models.ticket import Ticket
 from inbox.models.user import Role, User
-from inbox.models.workflow import StepStatus, WorkflowStep
+from inbox.models.workflow import StepStatus, SystemSearch, WorkflowStep
 from inbox.services.tickets import NewTicket, change_type, open_ticket, sla_policy
+from inbox.services.triage import merge_tickets
 from inbox.services.users import create_user
+from inbox.services.verification import (
+    IdentityChange,
+    SearchRecordInput,
+    add_search_record,
+    attach_identity_evidence,
+    delete_evidence_file,
+    identity_check_of,
+    update_identity,
+)
 from inbox.services.workflows import (
     WorkflowStateError,
     add_note,
@@ -230,6 +242,11 @@ def step_of(ticket: Ticket, step_id: str) -> WorkflowStep:
     return next(step for step in instance.steps if step.step_id == step_id)
 
 
+def record_search(step: WorkflowStep, system: str = "CRM") -> SystemSearch:
+    record = SearchRecordInput(system=system, result="nothing_found", note="searched by e-mail")
+    return add_search_record(db.session, step, record, AGENT)
+
+
 def tags_of(ticket: Ticket) -> list[str]:
     return list(
         db.session.scalars(
@@ -298,6 +315,7 @@ def test_checklist_actions_are_audited(app: Flask) -> None:
     ticket = new_ticket(app)
     step = step_of(ticket, "search_systems")
     agent = db.session.scalars(select(User).where(User.email == AGENT)).one()
+    record_search(step)
 
     check_step(db.session, step, AGENT)
     uncheck_step(db.session, step, AGENT)
@@ -387,6 +405,7 @@ def test_close_rejects_unknown_outcome(app: Flask) -> None:
 
 def test_change_type_replans_keeping_done(app: Flask) -> None:
     ticket = new_ticket(app)
+    record_search(step_of(ticket, "search_systems"))
     check_step(db.session, step_of(ticket, "search_systems"), AGENT)
 
     change_type(db.session, ticket, "erasure", sla_policy(app.config), AGENT)
@@ -435,3 +454,281 @@ def test_checklist_page_check_and_close(client: FlaskClient, auth: Any, app: Fla
     db.session.expire_all()
     assert step_of(ticket, "triage").status == StepStatus.DONE
     assert db.session.get(Ticket, ticket.id).status == TicketStatus.CLOSED  # type: ignore[union-attr]
+
+
+def test_status_form_cannot_close(client: FlaskClient, auth: Any, app: Flask) -> None:
+    auth.login()
+    ticket = new_ticket(app)
+
+    page = client.get(f"/tickets/{ticket.reference}").text
+    response = client.post(f"/tickets/{ticket.reference}/status", data={"status": "closed"})
+
+    db.session.expire_all()
+    assert 'value="closed"' not in page
+    assert "To close the ticket, choose an outcome under Close ticket." in page
+    assert response.status_code == 400
+    assert db.session.get(Ticket, ticket.id).status != TicketStatus.CLOSED  # type: ignore[union-attr]
+    assert AuditTag.TICKET_STATUS_CHANGE not in tags_of(ticket)
+
+
+def test_status_form_still_reopens(client: FlaskClient, auth: Any, app: Flask) -> None:
+    auth.login()
+    ticket = new_ticket(app, RequestType.OTHER)
+    close_ticket(db.session, ticket, "withdrawn", "admin@example.org", "requester withdrew")
+    db.session.commit()
+
+    client.post(f"/tickets/{ticket.reference}/status", data={"status": "open"})
+
+    db.session.expire_all()
+    assert db.session.get(Ticket, ticket.id).status == TicketStatus.OPEN  # type: ignore[union-attr]
+
+
+def test_search_step_needs_a_record(app: Flask) -> None:
+    ticket = new_ticket(app)
+
+    with pytest.raises(WorkflowStateError, match="at least one system"):
+        check_step(db.session, step_of(ticket, "search_systems"), AGENT)
+
+
+def test_search_record_is_audited(app: Flask) -> None:
+    ticket = new_ticket(app)
+    step = step_of(ticket, "search_systems")
+
+    row = record_search(step, "Payroll")
+    check_step(db.session, step, AGENT)
+    db.session.commit()
+
+    event = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.tag == AuditTag.SEARCH_RECORD_ADD)
+    ).one()
+    assert row.recorded_by == AGENT
+    assert row.recorded_at is not None
+    assert event.data["system"] == "Payroll"
+    assert event.data["result"] == "nothing_found"
+    assert step.status == StepStatus.DONE
+
+
+@pytest.mark.parametrize(
+    ("system", "result", "message"),
+    [
+        ("", "data_found", "system name"),
+        ("x" * 201, "data_found", "system name"),
+        ("CRM", "maybe", "allowed: data_found, nothing_found, not_applicable"),
+    ],
+)
+def test_search_record_rejects_input(app: Flask, system: str, result: str, message: str) -> None:
+    ticket = new_ticket(app)
+    record = SearchRecordInput(system=system, result=result)
+
+    with pytest.raises(WorkflowStateError, match=message):
+        add_search_record(db.session, step_of(ticket, "search_systems"), record, AGENT)
+
+
+def test_search_record_only_on_search_step(app: Flask) -> None:
+    ticket = new_ticket(app)
+    record = SearchRecordInput(system="CRM", result="data_found")
+
+    with pytest.raises(WorkflowStateError, match="holds no search records"):
+        add_search_record(db.session, step_of(ticket, "clarify"), record, AGENT)
+
+
+def test_search_record_rejects_foreign_attachment(app: Flask) -> None:
+    ticket = new_ticket(app)
+    record = SearchRecordInput(system="CRM", result="data_found", attachment_id=999)
+
+    with pytest.raises(WorkflowStateError, match="attachment 999 is not part"):
+        add_search_record(db.session, step_of(ticket, "search_systems"), record, AGENT)
+
+
+def test_search_record_page_form(client: FlaskClient, auth: Any, app: Flask) -> None:
+    auth.login()
+    ticket = new_ticket(app)
+    step = step_of(ticket, "search_systems")
+
+    client.post(
+        f"/tickets/{ticket.reference}/steps/{step.id}/search",
+        data={"system": "Mail archive", "result": "data_found", "note": "3 mails"},
+    )
+    page = client.get(f"/tickets/{ticket.reference}").text
+
+    assert "Mail archive" in page
+    assert "Data found" in page
+
+
+def doubtful_ticket(app: Flask) -> Ticket:
+    """Open an access request whose identity needs verification."""
+    ticket = new_ticket(app)
+    check_step(db.session, step_of(ticket, "assess_identity"), AGENT, "reasonable_doubt")
+    db.session.commit()
+    return ticket
+
+
+def add_attachment(ticket: Ticket, data: bytes = b"scan of a passport") -> Attachment:
+    """Attach a stored file to a new incoming message of the ticket."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    blob = db.session.get(Blob, sha256) or Blob(sha256=sha256, size=len(data), data=data)
+    message = Message(ticket=ticket, direction="in", received_at=RECEIVED, text="see attached")
+    attachment = Attachment(
+        message=message, filename="id.pdf", content_type="application/pdf", size=len(data)
+    )
+    attachment.blob = blob
+    db.session.add_all([message, attachment])
+    db.session.commit()
+    return attachment
+
+
+def test_identity_step_needs_verified(app: Flask) -> None:
+    ticket = doubtful_ticket(app)
+
+    with pytest.raises(WorkflowStateError, match="verified or not needed"):
+        check_step(db.session, step_of(ticket, "confirm_identity"), AGENT)
+
+
+def test_identity_verified_allows_check(app: Flask) -> None:
+    ticket = doubtful_ticket(app)
+    step = step_of(ticket, "confirm_identity")
+
+    update_identity(db.session, step, IdentityChange("verified", "address matches CRM"), AGENT)
+    check_step(db.session, step, AGENT)
+
+    assert step.status == StepStatus.DONE
+
+
+def test_identity_failed_blocks_check(app: Flask) -> None:
+    ticket = doubtful_ticket(app)
+    step = step_of(ticket, "confirm_identity")
+
+    update_identity(db.session, step, IdentityChange("failed", "no answer"), AGENT)
+
+    with pytest.raises(WorkflowStateError, match="not failed"):
+        check_step(db.session, step, AGENT)
+
+
+def test_identity_request_counts_attempts(app: Flask) -> None:
+    ticket = doubtful_ticket(app)
+
+    check_step(db.session, step_of(ticket, "request_identity"), AGENT)
+    update_identity(
+        db.session, step_of(ticket, "confirm_identity"), IdentityChange("requested"), AGENT
+    )
+
+    check = identity_check_of(db.session, step_of(ticket, "confirm_identity"))
+    assert check is not None
+    assert check.status == "requested"
+    assert check.attempts == 2
+
+
+def test_identity_update_is_audited(app: Flask) -> None:
+    ticket = doubtful_ticket(app)
+
+    update_identity(
+        db.session, step_of(ticket, "confirm_identity"), IdentityChange("verified", "date"), AGENT
+    )
+    db.session.commit()
+
+    event = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.tag == AuditTag.IDENTITY_UPDATE)
+    ).one()
+    assert event.data["to"] == "verified"
+    assert "date" not in str(event.data)
+
+
+@pytest.mark.parametrize(
+    ("status", "note", "message"),
+    [
+        ("maybe", "", "allowed: not_needed, requested, verified, failed"),
+        ("verified", "x" * 501, "at most 500"),
+    ],
+)
+def test_identity_update_rejects_input(app: Flask, status: str, note: str, message: str) -> None:
+    ticket = doubtful_ticket(app)
+
+    with pytest.raises(WorkflowStateError, match=message):
+        update_identity(
+            db.session, step_of(ticket, "confirm_identity"), IdentityChange(status, note), AGENT
+        )
+
+
+def test_identity_only_on_identity_step(app: Flask) -> None:
+    ticket = doubtful_ticket(app)
+
+    with pytest.raises(WorkflowStateError, match="holds no identity verification"):
+        update_identity(
+            db.session, step_of(ticket, "search_systems"), IdentityChange("verified"), AGENT
+        )
+
+
+def test_evidence_file_deleted_and_audited(app: Flask) -> None:
+    ticket = doubtful_ticket(app)
+    step = step_of(ticket, "confirm_identity")
+    attachment = add_attachment(ticket)
+    sha256 = attachment.sha256
+
+    attach_identity_evidence(db.session, step, attachment.id, AGENT)
+    delete_evidence_file(db.session, step, AGENT)
+    db.session.commit()
+
+    event = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.tag == AuditTag.EVIDENCE_DELETE)
+    ).one()
+    assert attachment.sha256 is None
+    assert db.session.get(Blob, sha256) is None
+    assert event.data["attachment"] == attachment.id
+    assert event.data["file_deleted"] is True
+
+
+def test_evidence_file_kept_when_shared(app: Flask) -> None:
+    ticket = doubtful_ticket(app)
+    step = step_of(ticket, "confirm_identity")
+    attachment = add_attachment(ticket)
+    add_attachment(ticket)
+
+    attach_identity_evidence(db.session, step, attachment.id, AGENT)
+    delete_evidence_file(db.session, step, AGENT)
+
+    assert attachment.sha256 is None
+    assert db.session.get(Blob, hashlib.sha256(b"scan of a passport").hexdigest()) is not None
+
+
+def test_evidence_delete_twice_rejected(app: Flask) -> None:
+    ticket = doubtful_ticket(app)
+    step = step_of(ticket, "confirm_identity")
+    attach_identity_evidence(db.session, step, add_attachment(ticket).id, AGENT)
+    delete_evidence_file(db.session, step, AGENT)
+
+    with pytest.raises(WorkflowStateError, match="deleted already"):
+        delete_evidence_file(db.session, step, AGENT)
+
+
+def test_evidence_page_warns_of_deletion(client: FlaskClient, auth: Any, app: Flask) -> None:
+    auth.login()
+    ticket = doubtful_ticket(app)
+    step = step_of(ticket, "confirm_identity")
+    attachment = add_attachment(ticket)
+
+    client.post(
+        f"/tickets/{ticket.reference}/steps/{step.id}/evidence",
+        data={"attachment": str(attachment.id)},
+    )
+    page = client.get(f"/tickets/{ticket.reference}").text
+    client.post(f"/tickets/{ticket.reference}/steps/{step.id}/delete-evidence")
+
+    db.session.expire_all()
+    assert "The file will be deleted after verification." in page
+    assert "Delete evidence file" in page
+    assert db.session.get(Attachment, attachment.id).sha256 is None  # type: ignore[union-attr]
+
+
+def test_merge_leaves_identity_step_open(app: Flask) -> None:
+    kept = doubtful_ticket(app)
+    duplicate = doubtful_ticket(app)
+    duplicate_step = step_of(duplicate, "confirm_identity")
+    update_identity(db.session, duplicate_step, IdentityChange("verified", "CRM"), AGENT)
+    check_step(db.session, duplicate_step, AGENT)
+
+    result = merge_tickets(db.session, [kept, duplicate], MANAGER)
+    db.session.commit()
+
+    assert result.kept.id == kept.id
+    assert step_of(kept, "confirm_identity").status == StepStatus.OPEN
+    assert identity_check_of(db.session, step_of(kept, "confirm_identity")) is None

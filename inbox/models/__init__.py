@@ -7,8 +7,12 @@ from inbox.models.message import Attachment, Blob, MailLocation, Message, RawMes
 from inbox.models.ticket import ReferenceCounter, Ticket
 from inbox.models.user import Role, User
 from inbox.models.workflow import (
+    ClockPause,
+    DeadlineExtension,
+    IdentityCheck,
     MailDelivery,
     StepNote,
+    SystemSearch,
     WorkflowInstance,
     WorkflowStep,
     WorkflowVersion,
@@ -19,6 +23,9 @@ __all__ = [
     "AuditEvent",
     "AuditTag",
     "Blob",
+    "ClockPause",
+    "DeadlineExtension",
+    "IdentityCheck",
     "MailLocation",
     "Mailbox",
     "MailDelivery",
@@ -27,6 +34,7 @@ __all__ = [
     "ReferenceCounter",
     "Role",
     "StepNote",
+    "SystemSearch",
     "Ticket",
     "TypeCorrection",
     "User",

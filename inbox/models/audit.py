@@ -47,6 +47,13 @@ class AuditTag(StrEnum):
     MAIL_SEND = "mail:message:send"
     MAIL_FAIL = "mail:message:fail"
     MAIL_SUPPRESS = "mail:acknowledgement:suppress"
+    DEADLINE_EXTEND = "ticket:deadline:extend"
+    CLOCK_PAUSE = "ticket:clock:pause"
+    CLOCK_RESUME = "ticket:clock:resume"
+    IDENTITY_UPDATE = "workflow:identity:update"
+    IDENTITY_EVIDENCE_ADD = "workflow:identity:evidence"
+    EVIDENCE_DELETE = "workflow:evidence:delete"
+    SEARCH_RECORD_ADD = "workflow:search:record"
 
 
 class AuditEvent(db.Model):  # type: ignore[name-defined,misc]

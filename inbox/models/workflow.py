@@ -18,7 +18,7 @@ from inbox.extensions import db
 from inbox.models.types import UTCDateTime, utcnow
 
 if TYPE_CHECKING:
-    from inbox.models.message import Message
+    from inbox.models.message import Attachment, Message
     from inbox.models.ticket import Ticket
     from inbox.models.user import User
 
@@ -42,6 +42,23 @@ class Outcome(StrEnum):
     REFUSED = "refused"
     WITHDRAWN = "withdrawn"
     NO_DATA_FOUND = "no_data_found"
+
+
+class IdentityStatus(StrEnum):
+    """Where the identity verification of a requester stands (GDPR Art. 12(6))."""
+
+    NOT_NEEDED = "not_needed"
+    REQUESTED = "requested"  # waiting for the requester's additional information
+    VERIFIED = "verified"
+    FAILED = "failed"
+
+
+class SearchResult(StrEnum):
+    """Result of searching one system for the requester's personal data."""
+
+    DATA_FOUND = "data_found"
+    NOTHING_FOUND = "nothing_found"  # checked, nothing found
+    NOT_APPLICABLE = "not_applicable"
 
 
 class DeliveryStatus(StrEnum):
@@ -155,3 +172,72 @@ class MailDelivery(db.Model):  # type: ignore[name-defined,misc]
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     message: Mapped[Message] = relationship()
+
+
+class IdentityCheck(db.Model):  # type: ignore[name-defined,misc]
+    """The identity verification state of one ticket, kept on its identity step.
+
+    Only a short note of what was checked is stored, never a copy of an identity document.
+    """
+
+    __tablename__ = "identity_check"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    step_pk: Mapped[int] = mapped_column(ForeignKey("workflow_step.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=IdentityStatus.NOT_NEEDED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    checked_note: Mapped[str] = mapped_column(Text, default="")
+    evidence_attachment_id: Mapped[int | None] = mapped_column(ForeignKey("attachment.id"))
+    evidence_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(320), default="")
+
+    step: Mapped[WorkflowStep] = relationship()
+    evidence: Mapped[Attachment | None] = relationship()
+
+
+class SystemSearch(db.Model):  # type: ignore[name-defined,misc]
+    """One system searched for the requester's personal data, recorded on the search step."""
+
+    __tablename__ = "system_search"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    step_pk: Mapped[int] = mapped_column(ForeignKey("workflow_step.id"), index=True)
+    system: Mapped[str] = mapped_column(String(200))
+    result: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    evidence_attachment_id: Mapped[int | None] = mapped_column(ForeignKey("attachment.id"))
+    recorded_by: Mapped[str] = mapped_column(String(320))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    step: Mapped[WorkflowStep] = relationship()
+    evidence: Mapped[Attachment | None] = relationship()
+
+
+class ClockPause(db.Model):  # type: ignore[name-defined,misc]
+    """A period in which a ticket's legal clock stood still; open while ``ended_at`` is None."""
+
+    __tablename__ = "clock_pause"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_by: Mapped[str] = mapped_column(String(320))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_by: Mapped[str] = mapped_column(String(320), default="")
+
+
+class DeadlineExtension(db.Model):  # type: ignore[name-defined,misc]
+    """The one Art. 12(3) extension of a ticket's deadline, with its reason."""
+
+    __tablename__ = "deadline_extension"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Unique, because Art. 12(3) allows one extension of at most two months.
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), unique=True)
+    original_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    extended_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(320))

@@ -193,6 +193,9 @@ def queue_reply(session: Session, ticket: Ticket, reply: Reply, actor: str) -> M
     now = utcnow()
     if reply.template == "extension":
         check_extension_allowed(ticket, now)
+        from inbox.services.deadlines import require_extension  # local: it imports this module
+
+        require_extension(session, ticket)
     config = current_app.config
     sender = sender_address(config)
 

@@ -277,6 +277,13 @@ def _apply_plan(instance: WorkflowInstance, ticket: Ticket) -> None:
         step.due_at = compute_step_due(definition, ticket.received_at, ticket.due_at)
 
 
+def refresh_plan(session: Session, ticket: Ticket) -> None:
+    """Recompute the due moments of unfinished steps after the ticket's deadline moved."""
+    instance = instance_of(session, ticket)
+    if instance is not None:
+        _apply_plan(instance, ticket)
+
+
 def _role_of(session: Session, actor: str) -> str | None:
     user = session.scalars(select(User).where(User.email == actor)).first()
     return user.role if user is not None else None
@@ -312,6 +319,9 @@ def check_step(
             )
     if definition.kind is StepKind.APPROVAL and not _is_manager(session, actor):
         raise WorkflowStateError(f"step {step.step_id} must be approved by a manager")
+    from inbox.services import verification  # local: that module imports this one
+
+    verification.check_step_records(session, step)
 
     step.status = StepStatus.DONE
     step.decision = option if definition.kind is StepKind.DECISION else None
@@ -328,6 +338,8 @@ def check_step(
         {"step": step.step_id, "decision": step.decision, **_changed_statuses(step.instance)},
     )
     logger.info("ticket %s step %s done by %s", ticket.reference, step.step_id, actor)
+    if definition.template == verification.IDENTITY_TEMPLATE:
+        verification.record_identity_request(session, step, actor)
     return step
 
 

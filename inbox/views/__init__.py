@@ -35,6 +35,8 @@ def register_views(app: Flask) -> None:
     from inbox.views.checklist import bp as checklist_bp
 
     app.register_blueprint(checklist_bp)
+    from inbox.views.workflow_admin import bp as workflow_admin_bp
+    app.register_blueprint(workflow_admin_bp)
 
     app.jinja_env.filters["local_time"] = local_time
 

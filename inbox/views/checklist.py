@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -17,9 +17,36 @@ from sqlalchemy import select
 from inbox.errors import ConfigError, TransitionError
 from inbox.extensions import db
 from inbox.models.ticket import Ticket
+from inbox.models.types import utcnow
 from inbox.models.user import User
-from inbox.models.workflow import Outcome, StepStatus, WorkflowStep
-from inbox.services.replies import Draft, Reply, render_draft, send_reply
+from inbox.models.workflow import (
+    IdentityStatus,
+    MailDelivery,
+    Outcome,
+    SearchResult,
+    StepStatus,
+    WorkflowStep,
+)
+from inbox.services.deadlines import (
+    check_extendable,
+    extend_and_notify,
+    extension_of,
+    open_pause,
+)
+from inbox.services.replies import Draft, Reply, dispatch, render_draft, send_reply
+from inbox.services.tickets import sla_policy
+from inbox.services.verification import (
+    IDENTITY_STEP_ID,
+    SEARCH_STEP_ID,
+    IdentityChange,
+    SearchRecordInput,
+    add_search_record,
+    attach_identity_evidence,
+    delete_evidence_file,
+    identity_check_of,
+    search_records_of,
+    update_identity,
+)
 from inbox.services.workflows import (
     add_note,
     assign_step,
@@ -52,6 +79,19 @@ OUTCOME_LABELS = {
     Outcome.REFUSED: _l("Refused"),
     Outcome.WITHDRAWN: _l("Withdrawn"),
     Outcome.NO_DATA_FOUND: _l("No data found"),
+}
+
+IDENTITY_LABELS = {
+    IdentityStatus.NOT_NEEDED: _l("Not needed"),
+    IdentityStatus.REQUESTED: _l("Requested"),
+    IdentityStatus.VERIFIED: _l("Verified"),
+    IdentityStatus.FAILED: _l("Failed"),
+}
+
+SEARCH_RESULT_LABELS = {
+    SearchResult.DATA_FOUND: _l("Data found"),
+    SearchResult.NOTHING_FOUND: _l("Checked, nothing found"),
+    SearchResult.NOT_APPLICABLE: _l("Not applicable"),
 }
 
 TEMPLATE_LABELS = {
@@ -114,6 +154,38 @@ def checklist_for(ticket: Ticket) -> dict[str, Any] | None:
             row.title for row in rows if row.step in open_required_steps(db.session, ticket)
         ],
         "language": language,
+        **_records_for(ticket, rows),
+    }
+
+
+def _records_for(ticket: Ticket, rows: list[StepRow]) -> dict[str, Any]:
+    """Collect identity, search and deadline records shown with the checklist."""
+    identity = {
+        row.step.id: identity_check_of(db.session, row.step)
+        for row in rows
+        if row.step.step_id == IDENTITY_STEP_ID
+    }
+    searches = {
+        row.step.id: search_records_of(db.session, row.step)
+        for row in rows
+        if row.step.step_id == SEARCH_STEP_ID
+    }
+    try:
+        check_extendable(db.session, ticket, utcnow())
+        can_extend = True
+    except TransitionError:
+        can_extend = False
+    return {
+        "identity": identity,
+        "identity_labels": IDENTITY_LABELS,
+        "searches": searches,
+        "search_labels": SEARCH_RESULT_LABELS,
+        "attachments": [item for m in ticket.messages for item in m.attachments],
+        "extension": extension_of(db.session, ticket),
+        "pause": open_pause(db.session, ticket),
+        "can_extend": can_extend,
+        "identity_step_id": IDENTITY_STEP_ID,
+        "search_step_id": SEARCH_STEP_ID,
     }
 
 
@@ -129,7 +201,11 @@ def reply_form_for(ticket: Ticket) -> dict[str, Any]:
 @bp.app_context_processor
 def inject_checklist_helpers() -> dict[str, Any]:
     """Offer the checklist and reply helpers to the ticket page's partials."""
-    return {"checklist_for": checklist_for, "reply_form_for": reply_form_for}
+    return {
+        "checklist_for": checklist_for,
+        "reply_form_for": reply_form_for,
+        "outcome_labels": OUTCOME_LABELS,
+    }
 
 
 def _get_step_or_404(ticket: Ticket, step_pk: int) -> WorkflowStep:
@@ -166,6 +242,15 @@ def step_action(reference: str, step_pk: int, action: str) -> ResponseReturnValu
             add_note(db.session, step, actor, request.form.get("text", ""))
         elif action == "assign":
             assign_step(db.session, step, _assignee(request.form.get("assignee", "")), actor)
+        elif action == "identity":
+            change = IdentityChange(request.form.get("status", ""), request.form.get("note", ""))
+            update_identity(db.session, step, change, actor)
+        elif action == "evidence":
+            attach_identity_evidence(db.session, step, _form_id("attachment"), actor)
+        elif action == "delete-evidence":
+            delete_evidence_file(db.session, step, actor)
+        elif action == "search":
+            add_search_record(db.session, step, _search_input(), actor)
         else:
             abort(404, _("Unknown step action %(action)s.", action=action))
     except TransitionError as exc:
@@ -174,6 +259,23 @@ def step_action(reference: str, step_pk: int, action: str) -> ResponseReturnValu
     db.session.commit()
     flash(_("Checklist updated."), "success")
     return _back(ticket)
+
+
+def _form_id(name: str) -> int:
+    value = request.form.get(name, "")
+    if not value.isdigit():
+        abort(400, _("Choose one of the listed files."))
+    return int(value)
+
+
+def _search_input() -> SearchRecordInput:
+    attachment = request.form.get("attachment", "")
+    return SearchRecordInput(
+        system=request.form.get("system", ""),
+        result=request.form.get("result", ""),
+        note=request.form.get("note", ""),
+        attachment_id=_form_id("attachment") if attachment else None,
+    )
 
 
 def _assignee(value: str) -> User | None:
@@ -206,6 +308,32 @@ def close(reference: str) -> ResponseReturnValue:
     return _back(ticket)
 
 
+@bp.route("/<reference>/extend", methods=["POST"])
+@login_required
+def extend(reference: str) -> ResponseReturnValue:
+    """Extend the deadline by the Art. 12(3) period and send the notice with the reason."""
+    ticket = get_ticket_or_404(reference)
+    try:
+        message = extend_and_notify(
+            db.session,
+            ticket,
+            request.form.get("reason", ""),
+            current_user.email,
+            sla_policy(current_app.config),
+            utcnow(),
+        )
+    except (TransitionError, ConfigError) as exc:
+        _flash_rejection(exc)
+        return _back(ticket)
+    delivery_ids = list(
+        db.session.scalars(select(MailDelivery.id).where(MailDelivery.message_pk == message.id))
+    )
+    db.session.commit()
+    dispatch(db.session, delivery_ids)
+    flash(_("Deadline extended; the notice to the requester is queued."), "success")
+    return _back(ticket)
+
+
 @bp.route("/<reference>/reply", methods=["POST"])
 @login_required
 def reply(reference: str) -> ResponseReturnValue:
@@ -214,6 +342,15 @@ def reply(reference: str) -> ResponseReturnValue:
     template = request.form.get("template", "")
     if template and template not in REPLY_TEMPLATES:
         abort(400, _("Unknown mail template %(name)s.", name=template))
+    if template == "extension" and extension_of(db.session, ticket) is None:
+        flash(
+            _(
+                "Use Extend deadline in the checklist: it records the reason, moves the due "
+                "date and sends this notice."
+            ),
+            "error",
+        )
+        return redirect(url_for("tickets.show", reference=reference) + "#checklist")
     message = Reply(
         subject=request.form.get("subject", ""),
         body=request.form.get("body", ""),

@@ -67,6 +67,14 @@ AUDIT_LABELS = {
     "mail:message:send": _l("Mail sent"),
     "mail:message:fail": _l("Mail delivery failed"),
     "mail:acknowledgement:suppress": _l("No acknowledgement sent"),
+    "ticket:deadline:extend": _l("Deadline extended"),
+    "ticket:clock:pause": _l("Clock paused"),
+    "ticket:clock:resume": _l("Clock resumed"),
+    "workflow:identity:update": _l("Identity check updated"),
+    "workflow:identity:evidence": _l("Identity evidence added"),
+    "workflow:evidence:delete": _l("Evidence file deleted"),
+    "workflow:search:record": _l("System search recorded"),
+    "triage:corrections:export": _l("Corrections exported"),
 }
 """Readable names of audit tags on the ticket page; an unlisted tag is shown as it is."""
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -13,6 +23,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import SelectChoice, SelectField, SubmitField
 
+from inbox.enums import TicketStatus
 from inbox.errors import TransitionError
 from inbox.extensions import db
 from inbox.mail.sanitize import sanitize_html
@@ -41,8 +52,14 @@ class TypeForm(FlaskForm):
 class StatusForm(FlaskForm):
     """Change the status."""
 
+    # Closing needs an outcome and passes the checklist gate, so it has its own form.
     status = SelectField(
-        _l("Status"), choices=[SelectChoice(s.value, label) for s, label in STATUS_LABELS.items()]
+        _l("Status"),
+        choices=[
+            SelectChoice(s.value, label)
+            for s, label in STATUS_LABELS.items()
+            if s != TicketStatus.CLOSED
+        ],
     )
     submit_status = SubmitField(_l("Change status"))
 
@@ -132,6 +149,8 @@ def set_type(reference: str) -> ResponseReturnValue:
 def set_status(reference: str) -> ResponseReturnValue:
     """Change the ticket's status."""
     ticket = get_ticket_or_404(reference)
+    if request.form.get("status") == TicketStatus.CLOSED:
+        abort(400, _("Close a ticket with the Close ticket form, which records the outcome."))
     form = StatusForm()
     if not form.validate_on_submit():
         abort(400, _("Choose one of the listed statuses."))
