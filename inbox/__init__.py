@@ -9,8 +9,10 @@ from typing import Any
 
 from flask import Flask, request, session
 from flask_login import current_user
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from inbox.config import environ, load_settings, validate_settings
+from inbox.config import environ, load_settings, redact_url, validate_settings
+from inbox.errors import ConfigError
 from inbox.extensions import babel, csrf, db, login_manager, migrate
 from inbox.workflow import check_shipped_workflows
 
@@ -65,7 +67,13 @@ def create_app(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
 
-    db.init_app(app)
+    try:
+        db.init_app(app)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise ConfigError(
+            f"DATABASE_URL {redact_url(app.config['SQLALCHEMY_DATABASE_URI'])} cannot be used: "
+            f"{exc}. Use sqlite:////path/to/file.db or postgresql://user@host:5432/name"
+        ) from exc
     # SQLite cannot ALTER most constraints, so migrations use batch mode there.
     migrate.init_app(
         app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True, compare_type=True

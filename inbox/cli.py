@@ -16,8 +16,10 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from inbox.audit import verify_chain
+from inbox.config import redact_url
 from inbox.enums import RequestType
 from inbox.errors import InboxError
 from inbox.extensions import db
@@ -62,8 +64,18 @@ def register_commands(app: Flask) -> None:
 
 
 def prepare_database() -> None:
-    """Create the tables that do not exist yet."""
-    db.create_all()
+    """Create the tables that do not exist yet.
+
+    :raises click.ClickException: the database cannot be opened; the message names DATABASE_URL.
+    """
+    try:
+        db.create_all()
+    except OperationalError as exc:
+        url = redact_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
+        raise click.ClickException(
+            f"cannot open the database at DATABASE_URL {url}: {exc.orig}. Check that the "
+            "folder exists and is writable, or that the database server runs and accepts the login"
+        ) from exc
 
 
 def ensure_admin(email: str, password: str | None) -> str | None:

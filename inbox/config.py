@@ -7,6 +7,7 @@ that ``create_app`` puts into ``app.config``; tests pass their own mapping on to
 from __future__ import annotations
 
 import ipaddress
+import re
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -92,6 +93,17 @@ SETTINGS: tuple[tuple[str, str, Callable[[str], Any], Any], ...] = (
     ("AUTO_ACKNOWLEDGE", "INBOX_AUTO_ACKNOWLEDGE", _to_bool, True),
 )
 
+BOUNDS = (
+    ("IMAP_PORT", "INBOX_IMAP_PORT", 0, 65535),
+    ("SMTP_PORT", "INBOX_SMTP_PORT", 0, 65535),
+    ("MAX_MESSAGE_BYTES", "INBOX_MAX_MESSAGE_BYTES", 1024, 2**40),
+    ("MAX_ATTACHMENT_BYTES", "INBOX_MAX_ATTACHMENT_BYTES", 0, 2**40),
+    ("IMAP_TIMEOUT_SECONDS", "INBOX_IMAP_TIMEOUT_SECONDS", 1, 3600),
+    ("SMTP_TIMEOUT_SECONDS", "INBOX_SMTP_TIMEOUT_SECONDS", 1, 3600),
+    ("PAGE_SIZE", "INBOX_PAGE_SIZE", 1, 1000),
+)
+"""Numeric settings with their allowed range; 0 for a port means the security's default port."""
+
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
 """Host names that count as loopback for INBOX_IMAP_SECURITY=none."""
 
@@ -141,6 +153,11 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def redact_url(url: str) -> str:
+    """Return a database or Redis URL with its password replaced, for messages and logs."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
 def read_or_create_secret(instance_path: Path) -> str:
     """Keep a random session key in the instance folder so logins survive a restart."""
     key_file = instance_path / "secret_key"
@@ -181,6 +198,9 @@ def validate_settings(settings: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"deadline settings are invalid (INBOX_TIMEZONE, INBOX_HOLIDAY_COUNTRY, INBOX_SLA_*): {exc}"
         ) from exc
+    for name, variable, low, high in BOUNDS:
+        if not low <= settings[name] <= high:
+            raise ConfigError(f"{variable} must be between {low} and {high}, got {settings[name]}")
     if settings["PAGE_SIZE"] < 1:
         raise ConfigError(f"INBOX_PAGE_SIZE must be at least 1, got {settings['PAGE_SIZE']}")
 

@@ -41,7 +41,10 @@ def poll_job(mailbox_name: str | None = None) -> dict[str, int]:
         "new_tickets": sum(r.new_tickets for r in results),
         "replies": sum(r.replies for r in results),
     }
-    logger.info("poll job done: %s", summary)
+    if results or errors:
+        logger.info("poll job done: %s", summary)
+    else:
+        logger.debug("poll job found no mailbox to poll")
     return summary
 
 
@@ -104,8 +107,12 @@ def run_idle_pollers(app: Flask, stop: threading.Event, only: str | None = None)
 
 
 def start_inline_poller(app: Flask) -> threading.Event | None:
-    """Start the poll timer in a daemon thread when no Redis is configured and IMAP is set."""
-    if app.config["REDIS_URL"] or not app.config["IMAP_HOST"] or not app.config["POLL_INLINE"]:
+    """Start the poll timer in a daemon thread when no Redis is configured.
+
+    It runs even with no mailbox configured yet, so a mailbox that an admin adds on the
+    Mailboxes page is polled from the next round on without a restart.
+    """
+    if app.config["REDIS_URL"] or not app.config["POLL_INLINE"]:
         return None
     stop = threading.Event()
     thread = threading.Thread(

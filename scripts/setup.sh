@@ -2,7 +2,7 @@
 # Create the virtual environment in .venv, install privacy-inbox into it, compile the
 # translations and prepare the SQLite database in instance/.
 #
-# Usage: bash scripts/setup.sh [EXTRAS]   EXTRAS is a pip extras list such as "test" or "postgres".
+# Usage: bash scripts/setup.sh [EXTRAS]   EXTRAS is a pip extras list such as "test".
 # Running it again is safe and fast when everything is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
