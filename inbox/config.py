@@ -7,8 +7,8 @@ that ``create_app`` puts into ``app.config``; tests pass their own mapping on to
 from __future__ import annotations
 
 import ipaddress
-import re
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -145,7 +145,7 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> dict[str, 
 
 
 def normalise_database_url(url: str) -> str:
-    """Map the ``postgres://`` spelling that hosting platforms use onto SQLAlchemy's dialect name."""
+    """Map the ``postgres://`` spelling of hosting platforms onto SQLAlchemy's dialect name."""
     if url.startswith("postgres://"):
         return "postgresql+psycopg2://" + url.removeprefix("postgres://")
     if url.startswith("postgresql://"):
@@ -184,7 +184,8 @@ def validate_settings(settings: Mapping[str, Any]) -> None:
         )
     if settings["POLL_INTERVAL_SECONDS"] < 5:
         raise ConfigError(
-            f"INBOX_POLL_INTERVAL_SECONDS must be at least 5, got {settings['POLL_INTERVAL_SECONDS']}"
+            "INBOX_POLL_INTERVAL_SECONDS must be at least 5, "
+            f"got {settings['POLL_INTERVAL_SECONDS']}"
         )
     try:
         SlaPolicy(
@@ -196,7 +197,8 @@ def validate_settings(settings: Mapping[str, Any]) -> None:
         )
     except SlaError as exc:
         raise ConfigError(
-            f"deadline settings are invalid (INBOX_TIMEZONE, INBOX_HOLIDAY_COUNTRY, INBOX_SLA_*): {exc}"
+            "deadline settings are invalid "
+            f"(INBOX_TIMEZONE, INBOX_HOLIDAY_COUNTRY, INBOX_SLA_*): {exc}"
         ) from exc
     for name, variable, low, high in BOUNDS:
         if not low <= settings[name] <= high:
