@@ -18,6 +18,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
+import flask_migrate  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from inbox import create_app  # noqa: E402
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             instance_path=str(workdir / "instance"),
         )
         with app.app_context():
-            db.create_all()
+            flask_migrate.upgrade()
             killed, exit_code = run_with_kills(
                 child_config(app, batch_size=50),
                 workdir / "child",

@@ -13,6 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import click
+import flask_migrate
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy import select
@@ -64,12 +65,12 @@ def register_commands(app: Flask) -> None:
 
 
 def prepare_database() -> None:
-    """Create the tables that do not exist yet.
+    """Bring the database schema up to date with the Alembic migrations.
 
     :raises click.ClickException: the database cannot be opened; the message names DATABASE_URL.
     """
     try:
-        db.create_all()
+        flask_migrate.upgrade()
     except OperationalError as exc:
         url = redact_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
         raise click.ClickException(

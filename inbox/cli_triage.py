@@ -37,7 +37,9 @@ def corrections_export_command(directory: Path) -> None:
     The output is the classifier evaluation's format, so `privacy-inbox classify-eval DIRECTORY`
     scores the classifier on it. Files of the same names in DIRECTORY are replaced.
     """
-    db.create_all()
+    from inbox.cli import prepare_database
+
+    prepare_database()
     try:
         count = export_corrections(db.session, directory)
     except OSError as exc:

@@ -7,6 +7,8 @@ Create Date: ${create_date}
 """
 from alembic import op
 import sqlalchemy as sa
+
+import inbox.models.types  # noqa: F401 - autogenerate refers to the UTCDateTime column type
 ${imports if imports else ""}
 
 # revision identifiers, used by Alembic.

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import flask_migrate
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
@@ -127,7 +128,9 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Any]:
         config.update(overrides)
         app = create_app(config, instance_path=str(tmp_path / "instance"))
         with app.app_context():
-            db.create_all()
+            # The schema comes from the migrations, as in production; after the first test
+            # this only reads the current revision.
+            flask_migrate.upgrade()
         apps.append(app)
         return app
 

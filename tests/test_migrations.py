@@ -1,0 +1,75 @@
+"""The Alembic migrations build exactly the schema that the models declare."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import flask_migrate
+import psycopg2
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.engine import make_url
+
+from inbox import create_app
+from inbox.extensions import db
+from tests.conftest import database_kind
+from tests.servers import postgres_url
+
+
+@pytest.fixture
+def empty_database_url(tmp_path: Path) -> Iterator[str]:
+    """Return the URL of a database with no tables, on the suite's database kind."""
+    if database_kind() == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrations.db'}"
+        return
+    server = make_url(postgres_url())
+    name = f"inbox_migrations_{os.getpid()}"
+    admin = psycopg2.connect(
+        host=server.host, port=server.port, user=server.username, dbname=server.database
+    )
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    yield server.set(database=name).render_as_string(hide_password=False)
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def test_migrations_match_models(empty_database_url: str, tmp_path: Path) -> None:
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": empty_database_url, "SECRET_KEY": "test"},
+        instance_path=str(tmp_path / "instance"),
+    )
+    with app.app_context():
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = compare_metadata(context, db.metadata)
+        db.engine.dispose()
+
+    assert differences == []
+
+
+def test_init_command_runs_migrations(empty_database_url: str, tmp_path: Path) -> None:
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": empty_database_url,
+            "SECRET_KEY": "test",
+            "ADMIN_PASSWORD": "correct-horse-battery",
+        },
+        instance_path=str(tmp_path / "instance"),
+    )
+
+    result = app.test_cli_runner().invoke(args=["init"])
+    second = app.test_cli_runner().invoke(args=["init"])
+
+    with app.app_context():
+        db.engine.dispose()
+    assert result.exit_code == 0, result.output
+    assert second.exit_code == 0, second.output
+    assert "database ready" in second.output
