@@ -94,7 +94,7 @@ def ensure_admin(email: str, password: str | None) -> str | None:
 @click.command("init")
 @with_appcontext
 def init_command() -> None:
-    """Create the database tables and the first admin account."""
+    """Create or upgrade the database schema and create the first admin account."""
     prepare_database()
     config = current_app.config
     generated = ensure_admin(config["ADMIN_EMAIL"], config["ADMIN_PASSWORD"])
