@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, request, session
+from flask import Flask, current_app, has_request_context, request, session
 from flask_login import current_user
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -23,14 +23,26 @@ LANGUAGES = ("en", "nl")
 """Languages of the interface, in the order of the switch on every page."""
 
 
+FORMAT_LOCALES = {"en": "en_GB"}
+"""Locale used for a language's dates and numbers: English screens show "7 Dec 2026, 23:59"."""
+
+
 def select_locale() -> str | None:
-    """Pick the interface language: the switch, then the user's setting, then the browser."""
-    chosen = session.get("lang")
-    if chosen in LANGUAGES:
-        return str(chosen)
-    if current_user and getattr(current_user, "is_authenticated", False) and current_user.locale:
-        return str(current_user.locale)
-    return request.accept_languages.best_match(LANGUAGES)
+    """Pick the interface locale: the switch, then the user's setting, then the browser.
+
+    English maps to en_GB, so dates read day-month-year with a 24-hour clock; ``<html lang>``
+    and the language switch use the language part only.
+    """
+    language: str | None = None
+    if has_request_context():
+        language = session.get("lang")
+        if language not in LANGUAGES and getattr(current_user, "is_authenticated", False):
+            language = current_user.locale
+        if language not in LANGUAGES:
+            language = request.accept_languages.best_match(LANGUAGES)
+    if language not in LANGUAGES:
+        language = current_app.config["BABEL_DEFAULT_LOCALE"]
+    return FORMAT_LOCALES.get(str(language), str(language))
 
 
 def create_app(

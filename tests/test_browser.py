@@ -164,7 +164,7 @@ def test_browser_retype_ticket_english_and_dutch(
     )
     expect(page.locator("#ticket-type")).to_have_text("Data breach")
     # 72 hours after receipt; the access request was due on 2 December.
-    expect(page.locator("#ticket-due")).to_contain_text("Nov 5, 2026")
+    expect(page.locator("#ticket-due")).to_contain_text("5 Nov 2026")
     audit = page.locator("table.audit")
     expect(audit).to_contain_text("Type changed")
     expect(audit).to_contain_text("Access request → Data breach")
@@ -198,4 +198,57 @@ def test_browser_retype_ticket_english_and_dutch(
     expect(audit).to_contain_text("Soort gewijzigd")
     expect(audit).to_contain_text("Inzageverzoek → Datalek")
     page.screenshot(path=str(screenshots / "ticket-nl.png"), full_page=True)
+    context.close()
+
+
+def add_long_ticket(server: LiveServer, tmp_path: Path) -> str:
+    """Import a mail with a 48 KB subject and add a note, whose audit details hold a hash."""
+    from inbox.models.types import utcnow
+    from inbox.services.intake import import_path
+    from inbox.services.workflows import add_note, instance_of
+
+    folder = tmp_path / "long"
+    folder.mkdir()
+    subject = "Request for access " + "verylongsubjectwithoutspaces" * 1700
+    mail = make_mail(
+        subject=subject,
+        body="Under article 15 GDPR I ask for a copy of all personal data you hold about me.",
+        sender="<>",
+    )
+    (folder / "long.eml").write_bytes(mail)
+    with server.app.app_context():
+        (reference,) = import_path(db.session, folder, server.app.config, utcnow()).references
+        ticket = db.session.scalars(select(Ticket).where(Ticket.reference == reference)).one()
+        instance = instance_of(db.session, ticket)
+        assert instance is not None
+        add_note(db.session, instance.steps[0], ADMIN_EMAIL, "Checked the CRM " + "x" * 300)
+        db.session.commit()
+        db.session.remove()
+    return reference
+
+
+def test_browser_layout_fits_laptop_window(
+    live_server: LiveServer, browser: Browser, tmp_path: Path
+) -> None:
+    reference = add_long_ticket(live_server, tmp_path)
+    context = browser.new_context(locale="en-GB", viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    sign_in(page, live_server, "Sign in")
+    page.screenshot(path=str(tmp_path / "queue.png"), full_page=True)
+
+    first_link = page.get_by_role("link", name=live_server.references[0], exact=True)
+    link_box = first_link.bounding_box()
+    font_size = page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
+    page.goto(f"{live_server.url}/tickets/{reference}")
+    page.screenshot(path=str(tmp_path / "ticket-long.png"), full_page=True)
+    page_width = page.evaluate("document.documentElement.scrollWidth")
+    heading_height = page.locator("h1").bounding_box()
+
+    assert link_box is not None
+    assert link_box["height"] < 2 * font_size
+    assert page_width <= 1366
+    assert heading_height is not None
+    assert heading_height["height"] < 200
+    expect(page.locator("#ticket-language")).not_to_have_text("und")
     context.close()

@@ -418,7 +418,7 @@ def test_type_change_shown_on_page(
     assert "Type changed; the due date was recomputed." in page
     assert 'data-type="breach"' in page
     assert "Data breach" in page
-    assert due_shown(page).startswith("Nov 5, 2026")
+    assert due_shown(page).startswith("5 Nov 2026")
     assert str(AuditTag.TICKET_TYPE_CHANGE) in page
     assert "Access request → Data breach" in page
 

@@ -97,7 +97,9 @@ def sender_address(config: Any) -> str:
 def _format_day(value: datetime | None, language: str, timezone: str) -> str:
     if value is None:
         return ""
-    return format_date(value.astimezone(ZoneInfo(timezone)).date(), "long", locale=language)
+    # British English writes "2 December 2026"; the en default would give "December 2, 2026".
+    locale = "en_GB" if language == "en" else language
+    return format_date(value.astimezone(ZoneInfo(timezone)).date(), "long", locale=locale)
 
 
 def _outcome(session: Session, ticket: Ticket) -> str | None:

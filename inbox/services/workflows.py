@@ -377,14 +377,20 @@ def uncheck_step(session: Session, step: WorkflowStep, actor: str) -> WorkflowSt
 
 
 def skip_step(session: Session, step: WorkflowStep, actor: str, reason: str) -> WorkflowStep:
-    """Skip an open or waiting step with a reason.
+    """Skip an open or waiting step with a reason; only a manager or admin skips an approval.
 
-    :raises WorkflowStateError: the reason is empty or the step is finished already.
+    :raises WorkflowStateError: the reason is empty, the step is finished already, or the step
+        is an approval and the actor is neither a manager nor an admin.
     """
     ticket = _require_open_ticket(step)
     reason = reason.strip()
     if not reason:
         raise WorkflowStateError(f"skipping step {step.step_id} needs a reason")
+    # Skipping a sign-off would let an agent bypass the approval that check_step enforces.
+    if step_definition(step).kind is StepKind.APPROVAL and not _is_manager(session, actor):
+        raise WorkflowStateError(
+            f"step {step.step_id} is a manager approval: only a manager or admin may skip it"
+        )
     if step.is_finished or step.status in (StepStatus.NOT_APPLICABLE, StepStatus.DROPPED):
         raise WorkflowStateError(f"step {step.step_id} is {step.status}; only open steps skip")
     step.status = StepStatus.SKIPPED

@@ -61,7 +61,10 @@ class MailboxForm(FlaskForm):
         ],
     )
     username = StringField(_l("User name"), validators=[DataRequired()])
-    password = PasswordField(_l("Password"), validators=[Optional()])
+    # new-password keeps browsers from filling in the signed-in admin's own password.
+    password = PasswordField(
+        _l("Password"), validators=[Optional()], render_kw={"autocomplete": "new-password"}
+    )
     folder = StringField(_l("Folder"), default="INBOX")
     processed_action = SelectField(
         _l("After processing"),

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import format_time
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
@@ -14,8 +15,9 @@ from wtforms import EmailField, PasswordField, SubmitField
 from wtforms.validators import DataRequired
 
 from inbox.extensions import db, login_manager
+from inbox.models.types import utcnow
 from inbox.models.user import User
-from inbox.services.users import authenticate, record_logout
+from inbox.services.users import SignInThrottledError, authenticate, record_logout
 
 bp = Blueprint("auth", __name__)
 
@@ -49,7 +51,21 @@ def login() -> ResponseReturnValue:
         return redirect(url_for("queue.index"))
     form = LoginForm()
     if form.validate_on_submit():
-        user = authenticate(db.session, form.email.data or "", form.password.data or "")
+        try:
+            user = authenticate(
+                db.session, form.email.data or "", form.password.data or "", utcnow()
+            )
+        except SignInThrottledError as exc:
+            db.session.commit()
+            flash(
+                _(
+                    "Too many failed sign-ins for this address. Sign-in is blocked until "
+                    "%(time)s; try again then, or ask an administrator to check the account.",
+                    time=format_time(exc.until, "short"),
+                ),
+                "error",
+            )
+            return render_template("auth/login.html", form=form), 429
         db.session.commit()
         if user is not None:
             login_user(user)

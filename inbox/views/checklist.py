@@ -18,7 +18,7 @@ from inbox.errors import ConfigError, TransitionError
 from inbox.extensions import db
 from inbox.models.ticket import Ticket
 from inbox.models.types import utcnow
-from inbox.models.user import User
+from inbox.models.user import Role, User
 from inbox.models.workflow import (
     IdentityStatus,
     MailDelivery,
@@ -59,6 +59,7 @@ from inbox.services.workflows import (
     step_definition,
     uncheck_step,
 )
+from inbox.views import parse_id
 from inbox.views.tickets import get_ticket_or_404
 from inbox.workflow import REPLY_TEMPLATES, Step, StepKind
 
@@ -237,6 +238,9 @@ def step_action(reference: str, step_pk: int, action: str) -> ResponseReturnValu
         elif action == "uncheck":
             uncheck_step(db.session, step, actor)
         elif action == "skip":
+            if _is_approval_for_agent(step):
+                flash(_("Only a manager or admin may skip an approval step."), "error")
+                return _back(ticket)
             skip_step(db.session, step, actor, request.form.get("reason", ""))
         elif action == "note":
             add_note(db.session, step, actor, request.form.get("text", ""))
@@ -261,11 +265,17 @@ def step_action(reference: str, step_pk: int, action: str) -> ResponseReturnValu
     return _back(ticket)
 
 
+def _is_approval_for_agent(step: WorkflowStep) -> bool:
+    """Tell whether the step is a manager approval and the signed-in user may not skip it."""
+    is_approval = step_definition(step).kind is StepKind.APPROVAL
+    return is_approval and current_user.role not in (Role.MANAGER, Role.ADMIN)
+
+
 def _form_id(name: str) -> int:
-    value = request.form.get(name, "")
-    if not value.isdigit():
+    number = parse_id(request.form.get(name, ""))
+    if number is None:
         abort(400, _("Choose one of the listed files."))
-    return int(value)
+    return number
 
 
 def _search_input() -> SearchRecordInput:
@@ -281,7 +291,8 @@ def _search_input() -> SearchRecordInput:
 def _assignee(value: str) -> User | None:
     if not value:
         return None
-    user = db.session.get(User, int(value)) if value.isdigit() else None
+    number = parse_id(value)
+    user = db.session.get(User, number) if number is not None else None
     if user is None:
         abort(400, _("User %(id)s does not exist.", id=value))
     return user

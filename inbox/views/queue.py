@@ -15,11 +15,15 @@ from inbox.enums import RequestType, TicketStatus
 from inbox.extensions import db
 from inbox.models.ticket import Ticket
 from inbox.models.types import utcnow
+from inbox.views import MAX_DATABASE_INT, parse_id
 
 bp = Blueprint("queue", __name__)
 
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.WAITING)
-"""Statuses shown when the filter is "open"."""
+"""Statuses shown when the filter is "active" ("All open")."""
+
+ACTIVE_FILTER = "active"
+"""Status filter value of "All open", the default. The value ``open`` selects status Open."""
 
 
 def time_left_label(ticket: Ticket) -> tuple[str, str]:
@@ -38,13 +42,16 @@ def time_left_label(ticket: Ticket) -> tuple[str, str]:
 def index() -> ResponseReturnValue:
     """List tickets, nearest deadline first."""
     type_filter = request.args.get("type", "")
-    status_filter = request.args.get("status", "open")
+    status_filter = request.args.get("status", ACTIVE_FILTER)
+    per_page = current_app.config["PAGE_SIZE"]
+    # The row offset (page - 1) * per_page must fit in a 64-bit integer, as the database needs.
+    page_number = min(parse_id(request.args.get("page", "1")) or 1, MAX_DATABASE_INT // per_page)
     attention_only = request.args.get("attention") == "1"
 
     query = select(Ticket)
     if type_filter in {t.value for t in RequestType}:
         query = query.where(Ticket.type == type_filter)
-    if status_filter == "open":
+    if status_filter == ACTIVE_FILTER:
         query = query.where(Ticket.status.in_([str(s) for s in OPEN_STATUSES]))
     elif status_filter in {s.value for s in TicketStatus}:
         query = query.where(Ticket.status == status_filter)
@@ -52,7 +59,7 @@ def index() -> ResponseReturnValue:
         query = query.where(Ticket.needs_attention.is_(True))
     query = query.order_by(Ticket.due_at.is_(None), Ticket.due_at, Ticket.received_at, Ticket.id)
 
-    page = db.paginate(query, per_page=current_app.config["PAGE_SIZE"], error_out=False)
+    page = db.paginate(query, page=page_number, per_page=per_page, error_out=False)
     return render_template(
         "queue.html",
         page=page,
