@@ -87,8 +87,11 @@ def test_acknowledgement_reaches_smtp_threaded(mail_app: Flask, smtp_sink: SmtpS
     assert verify_message_id(message_id, "test-secret") == ticket.reference
 
 
-def test_acknowledgement_in_dutch_with_due_date(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+def test_acknowledgement_in_dutch_with_due_date(
+    mail_app: Flask, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
     received = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
+    monkeypatch.setattr("inbox.services.replies.utcnow", lambda: received + timedelta(minutes=1))
     ingest(mail_app, make_mail(body=DUTCH_BODY), received)
 
     mail = parsed(smtp_sink.messages[0].raw)
@@ -278,3 +281,30 @@ def test_reply_page_sends_from_template(make_app: Any, smtp_sink: SmtpSink) -> N
     assert posted.status_code == 302
     assert len(smtp_sink.messages) == 2
     assert "Welke gegevens?" in parsed(smtp_sink.messages[1].raw).get_content()
+
+
+def suppress_reason(ticket: Ticket) -> str:
+    event = db.session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.ticket_id == ticket.id, AuditEvent.tag == AuditTag.MAIL_SUPPRESS
+        )
+    ).one()
+    return str(event.data["reason"])
+
+
+def test_acknowledgement_not_sent_past_due_date(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    long_ago = datetime.now(UTC) - timedelta(days=90)
+
+    ticket = ingest(mail_app, make_mail(body=DUTCH_BODY), received_at=long_ago)
+
+    assert smtp_sink.messages == []
+    assert suppress_reason(ticket) == "the due date has passed"
+
+
+def test_acknowledgement_without_sender_is_audited(make_app: Any) -> None:
+    application = make_app(MAIL_FROM="", IMAP_USER="")
+    with application.app_context():
+        ticket = ingest(application, make_mail(body=DUTCH_BODY))
+
+        assert "INBOX_MAIL_FROM" in suppress_reason(ticket)
+        db.session.remove()

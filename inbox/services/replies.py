@@ -437,6 +437,9 @@ def acknowledgement_block(session: Session, ticket: Ticket, now: datetime) -> st
     ).first()
     if recent is not None:
         return "an automatic mail went to this address within 24 hours"
+    if ticket.due_at is not None and ticket.due_at <= now:
+        # A backlog import would otherwise promise an answer by a date already gone.
+        return "the due date has passed"
     return None
 
 
@@ -467,7 +470,11 @@ def send_acknowledgement(session: Session, ticket_id: int) -> Message | None:
         draft = render_draft(session, ticket, "acknowledgement")
         reply = Reply(draft.subject, draft.body, "acknowledgement", is_automatic=True)
         return send_reply(session, ticket, reply, SYSTEM_ACTOR)
-    except ConfigError:
+    except ConfigError as exc:
         session.rollback()
-        logger.warning("no acknowledgement for ticket %s", ticket.reference, exc_info=True)
+        ticket = session.get(Ticket, ticket_id)
+        assert ticket is not None
+        record_event(session, AuditTag.MAIL_SUPPRESS, SYSTEM_ACTOR, ticket, {"reason": str(exc)})
+        session.commit()
+        logger.warning("no acknowledgement for ticket %s: %s", ticket.reference, exc)
         return None
