@@ -28,7 +28,7 @@ from inbox.models.ticket import Ticket
 from inbox.models.user import Role
 from inbox.services.intake import import_path, poll_mailboxes
 from inbox.services.tickets import sla_policy
-from inbox.services.users import UserExistsError, create_user, find_user
+from inbox.services.users import UserExistsError, change_password, create_user, find_user
 from inbox.sla import compute_due_at, parse_received
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ def register_commands(app: Flask) -> None:
         import_command,
         demo_command,
         create_user_command,
+        reset_password_command,
         tickets_command,
         audit_group,
         sla_group,
@@ -247,6 +248,21 @@ def create_user_command(email: str, name: str, role: str, password: str) -> None
         raise click.ClickException(str(exc)) from exc
     db.session.commit()
     click.echo(f"user {email} created with role {role}")
+
+
+@click.command("reset-password")
+@click.argument("email")
+@click.password_option(help="New password; asked for when not given.")
+@with_appcontext
+def reset_password_command(email: str, password: str) -> None:
+    """Set a new password for a user, such as a lost first admin password."""
+    prepare_database()
+    try:
+        change_password(db.session, email, password, actor="cli")
+    except InboxError as exc:
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    click.echo(f"password of {email} changed")
 
 
 @click.command("tickets")

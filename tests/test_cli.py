@@ -109,3 +109,27 @@ def test_audit_verify_detects_tampering(app: Flask) -> None:
 
     assert result.exit_code == 1
     assert "broken at event 3" in result.output
+
+
+def test_reset_password_lets_admin_sign_in(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    runner.invoke(args=["init"])
+
+    result = runner.invoke(
+        args=["reset-password", "admin@example.org", "--password", "a-new-long-password"]
+    )
+    response = app.test_client().post(
+        "/login", data={"email": "admin@example.org", "password": "a-new-long-password"}
+    )
+
+    assert result.exit_code == 0, result.output
+    assert response.status_code == 302
+
+
+def test_reset_password_unknown_user_names_address(app: Flask) -> None:
+    result = app.test_cli_runner().invoke(
+        args=["reset-password", "nobody@example.org", "--password", "a-new-long-password"]
+    )
+
+    assert result.exit_code != 0
+    assert "nobody@example.org" in result.output

@@ -34,6 +34,7 @@ class AuditTag(StrEnum):
     USER_LOGIN = "user:session:login"
     USER_LOGIN_FAIL = "user:session:fail"
     USER_LOGOUT = "user:session:logout"
+    USER_PASSWORD_CHANGE = "user:password:change"
     TICKET_CLOSE = "ticket:ticket:close"
     WORKFLOW_VERSION_ADD = "workflow:version:add"
     WORKFLOW_START = "workflow:instance:start"

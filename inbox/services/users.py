@@ -156,3 +156,23 @@ def authenticate(session: Session, email: str, password: str, now: datetime) -> 
 def record_logout(session: Session, user: User) -> None:
     """Audit a sign-out; the caller commits."""
     record_event(session, AuditTag.USER_LOGOUT, user.email, None, {"user": user.id})
+
+
+def change_password(session: Session, email: str, password: str, actor: str) -> User:
+    """Set a new password for an existing account and audit it; the caller commits.
+
+    :raises InputError: no account has this address, or the password is too short.
+    """
+    user = find_user(session, email)
+    if user is None:
+        raise InputError(
+            f"no user has the address {email!r}: check it with the admin, or create one"
+        )
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InputError(
+            f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters"
+        )
+    user.set_password(password)
+    record_event(session, AuditTag.USER_PASSWORD_CHANGE, actor, None, {"user": user.id})
+    logger.info("password of user %s changed by %s", user.id, actor)
+    return user

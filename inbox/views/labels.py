@@ -75,6 +75,7 @@ AUDIT_LABELS = {
     "workflow:evidence:delete": _l("Evidence file deleted"),
     "workflow:search:record": _l("System search recorded"),
     "triage:corrections:export": _l("Corrections exported"),
+    "user:password:change": _l("Password changed"),
 }
 """Readable names of audit tags on the ticket page; an unlisted tag is shown as it is."""
 
