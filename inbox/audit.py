@@ -12,14 +12,14 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
 from inbox.models.audit import AuditEvent, AuditTag
 from inbox.models.types import utcnow
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from inbox.models.ticket import Ticket
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,9 @@ SYSTEM_ACTOR = "system"
 
 _ADVISORY_LOCK_KEY = 7_240_331
 """PostgreSQL advisory lock id that serialises appends to the chain."""
+
+_TAIL_KEY = "inbox.audit.chain_tail"
+"""Key in ``Session.info`` of the (transaction, hash) pair of the last event this session added."""
 
 
 def compute_hash(event: AuditEvent) -> str:
@@ -57,16 +60,21 @@ def record_event(
 ) -> AuditEvent:
     """Append an audit event to the chain within the caller's transaction.
 
-    The caller commits; the event and the change it records succeed or fail together.
+    The caller commits, so the event and the change it records succeed or fail together. The
+    first event of a transaction takes the chain's lock and reads the last hash. Later events of
+    the same transaction reuse the hash this session wrote last, because no other writer can
+    append while the lock is held.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    previous = cached_tail(session)
+    if previous is None and session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
     if ticket is not None and ticket.id is None:
         session.flush()
 
-    previous = session.scalars(
-        select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
-    ).first()
+    if previous is None:
+        previous = session.scalars(
+            select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
+        ).first()
     event = AuditEvent(
         created_at=utcnow().replace(microsecond=0),
         tag=str(tag),
@@ -78,7 +86,41 @@ def record_event(
     event.hash = compute_hash(event)
     session.add(event)
     session.flush()
+    session.info[_TAIL_KEY] = (current_transaction(session), event.hash)
     return event
+
+
+def current_transaction(session: Session | scoped_session[Session]) -> SessionTransaction | None:
+    """Return the outermost transaction of a session or of a scoped session's current one."""
+    if isinstance(session, scoped_session):
+        return session().get_transaction()
+    return session.get_transaction()
+
+
+def cached_tail(session: Session) -> str | None:
+    """Return the hash of the last event added in the session's current transaction, or None.
+
+    The hash is the chain's tail for the rest of the transaction. On PostgreSQL the advisory
+    lock taken before the first event is held until the transaction ends. On SQLite the event's
+    INSERT holds the database's write lock until then.
+    """
+    cached = session.info.get(_TAIL_KEY)
+    if cached is None:
+        return None
+    transaction, tail = cached
+    if transaction is not current_transaction(session):
+        return None
+    return str(tail)
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _forget_tail(session: Session, previous_transaction: SessionTransaction) -> None:
+    """Drop the cached tail after any rollback, a SAVEPOINT's included.
+
+    A rollback removes the events it covered, and on PostgreSQL it also releases an advisory
+    lock taken after the savepoint, so the next event must take the lock and read the tail again.
+    """
+    session.info.pop(_TAIL_KEY, None)
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,17 @@
 Both the IMAP poller and the file importer go through ``store_raw`` and ``process_raw``. The raw
 bytes are committed before anything else happens, so a crash at any later point leaves a stored,
 unprocessed message that the next run picks up with ``process_pending``.
+
+``process_batch`` processes many stored messages in one transaction with a SAVEPOINT per
+message: a fault rolls back only that message, and the batch costs one commit instead of one
+per message.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.parser import BytesHeaderParser
@@ -18,6 +22,7 @@ from email.policy import compat32
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.classify import classify
@@ -105,10 +110,22 @@ class IngestTally:
             self.replies += 1
 
 
+def header_block(raw: bytes, limit: int = 65536) -> bytes:
+    """Return the header section of a raw message: up to the first empty line, at most ``limit``."""
+    head = raw[:limit]
+    # Every end found is a blank line, so the parser stops at or before the earliest one.
+    ends = [
+        position + len(separator)
+        for separator in (b"\r\n\r\n", b"\n\n")
+        if (position := head.find(separator)) != -1
+    ]
+    return head[: min(ends)] if ends else head
+
+
 def message_id_of(raw: bytes) -> str:
     """Read the Message-ID header without a full parse; return "" when there is none."""
     try:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(raw[:65536], headersonly=True)
+        headers = BytesHeaderParser(policy=compat32).parsebytes(header_block(raw), headersonly=True)
         value = str(headers.get("Message-ID", "") or "")
     except Exception:  # noqa: BLE001 - the standard parser's faults on hostile headers vary
         return ""
@@ -160,6 +177,73 @@ def store_raw(
         )
         session.flush()
     return StoreResult(raw_message, created)
+
+
+@dataclass(frozen=True)
+class FetchedMail:
+    """Raw bytes fetched from an IMAP server, with their INTERNALDATE and location."""
+
+    raw: bytes
+    received_at: datetime
+    location: Location
+
+
+def store_fetched(session: Session, fetched: list[FetchedMail], source: str) -> list[StoreResult]:
+    """Store a batch of fetched mail like ``store_raw`` with two look-ups for the whole batch.
+
+    Every item must come from the same mailbox and UIDVALIDITY. The caller commits.
+    """
+    if not fetched:
+        return []
+    first = fetched[0].location
+    known = {
+        location.uid: location
+        for location in session.scalars(
+            select(MailLocation).where(
+                MailLocation.mailbox == first.mailbox,
+                MailLocation.uidvalidity == first.uidvalidity,
+                MailLocation.uid.in_([item.location.uid for item in fetched]),
+            )
+        )
+    }
+    digests = [hashlib.sha256(item.raw).hexdigest() for item in fetched]
+    by_digest = {
+        raw_message.sha256: raw_message
+        for raw_message in session.scalars(
+            select(RawMessage).where(RawMessage.sha256.in_(set(digests)))
+        )
+    }
+
+    results = []
+    for item, digest in zip(fetched, digests, strict=True):
+        location = known.get(item.location.uid)
+        if location is not None:
+            results.append(StoreResult(location.raw_message, created=False))
+            continue
+        raw_message = by_digest.get(digest)
+        created = raw_message is None
+        if raw_message is None:
+            raw_message = RawMessage(
+                sha256=digest,
+                message_id=message_id_of(item.raw),
+                size=len(item.raw),
+                raw=item.raw,
+                internaldate=item.received_at,
+                source=source,
+            )
+            session.add(raw_message)
+            by_digest[digest] = raw_message
+        location = MailLocation(
+            mailbox=item.location.mailbox,
+            uidvalidity=item.location.uidvalidity,
+            uid=item.location.uid,
+            raw_message=raw_message,
+        )
+        session.add(location)
+        known[item.location.uid] = location
+        results.append(StoreResult(raw_message, created))
+    session.flush()
+    return results
 
 
 def process_raw(
@@ -397,35 +481,91 @@ def process_with_retries(
 
     Returns None when the message was already processed (by an earlier run or another worker).
     """
+    results = process_batch(session, [raw_message_id], settings)
+    return results[0] if results else None
+
+
+def process_batch(
+    session: Session,
+    raw_message_ids: Iterable[int],
+    settings: IngestSettings,
+    raw_by_id: dict[int, bytes] | None = None,
+) -> list[ProcessResult]:
+    """Process stored messages in one transaction with a SAVEPOINT each, then commit once.
+
+    A message that fails is rolled back alone and retried, and quarantined after
+    MAX_PROCESS_ATTEMPTS. The after-commit hook runs for each new ticket once the batch is
+    committed. Messages already processed elsewhere are left out of the returned list.
+
+    :param raw_by_id: raw bytes the caller still holds, so they are not read back from the
+        database; each must be the stored bytes of that id.
+    """
+    ids = list(raw_message_ids)
+    if not ids:
+        return []
+    begin_write_transaction(session)
+    # One query loads every row of the batch instead of one per message.
+    rows = session.scalars(select(RawMessage).where(RawMessage.id.in_(ids))).all()
+    for raw_message in rows:
+        if raw_by_id and raw_message.id in raw_by_id:
+            set_committed_value(raw_message, "raw", raw_by_id[raw_message.id])
+
+    results = []
+    for raw_message_id in ids:
+        result = process_in_savepoint(session, raw_message_id, settings)
+        if result is not None:
+            results.append(result)
+    session.commit()
+
+    for result in results:
+        run_after_new_ticket(session, result, settings)
+    return results
+
+
+def begin_write_transaction(session: Session) -> None:
+    """Open the session's transaction so that SAVEPOINTs nest inside it, SQLite included.
+
+    pysqlite in Python 3.11 emits BEGIN only before INSERT, UPDATE and DELETE, so a SAVEPOINT
+    sent first would open the transaction itself and its RELEASE would commit everything.
+    BEGIN IMMEDIATE also takes the write lock at once, as the batch writes anyway.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    dbapi_connection = connection.connection.dbapi_connection
+    if dbapi_connection is not None and not dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def process_in_savepoint(
+    session: Session, raw_message_id: int, settings: IngestSettings
+) -> ProcessResult | None:
+    """Process one stored message in a SAVEPOINT of the caller's transaction; the caller commits.
+
+    Returns None when the message was already processed (by an earlier run or another worker).
+    """
     while True:
         raw_message = session.get(RawMessage, raw_message_id)
         if raw_message is None or raw_message.is_processed:
             return None
         try:
-            result = process_raw(session, raw_message, settings)
-            session.commit()
+            with session.begin_nested():
+                return process_raw(session, raw_message, settings)
         except IntegrityError:
             # Another worker processed it at the same moment; its commit wins.
-            session.rollback()
             logger.info("raw message %s was processed concurrently", raw_message_id)
             return None
         except Exception as exc:  # noqa: BLE001 - one message's fault must not stop the batch
-            session.rollback()
             logger.error("processing raw message %s failed", raw_message_id, exc_info=True)
             error = f"{type(exc).__name__}: {exc}"[:2000]
-        else:
-            run_after_new_ticket(session, result, settings)
-            return result
 
         raw_message = session.get(RawMessage, raw_message_id)
         assert raw_message is not None
         raw_message.attempts += 1
         raw_message.error = error
         if raw_message.attempts >= MAX_PROCESS_ATTEMPTS:
-            result = quarantine(session, raw_message, settings, f"processing failed: {error}")
-            session.commit()
-            return result
-        session.commit()
+            with session.begin_nested():
+                return quarantine(session, raw_message, settings, f"processing failed: {error}")
 
 
 def run_after_new_ticket(session: Session, result: ProcessResult, settings: IngestSettings) -> None:

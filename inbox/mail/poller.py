@@ -25,11 +25,13 @@ from sqlalchemy.orm import Session
 from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.errors import MailboxError
 from inbox.mail.ingest import (
+    FetchedMail,
     IngestSettings,
     IngestTally,
     Location,
-    process_with_retries,
+    process_batch,
     quarantine,
+    store_fetched,
     store_raw,
 )
 from inbox.mail.locks import LockSettings, mailbox_lock
@@ -350,8 +352,8 @@ def poll_connected(
 
     # A run killed between storing and processing left raw messages behind: finish them first,
     # in the order they were stored, so a reply still finds the ticket of its parent.
-    for raw_message_id in pending_raw_ids(session, config.name):
-        process_one(session, raw_message_id, settings, result)
+    for batch in chunked(pending_raw_ids(session, config.name), config.batch_size):
+        process_stored(session, batch, settings, result)
 
     on_server = client.search(["ALL"])
     seen = known_uids(session, config.name, uidvalidity)
@@ -365,9 +367,9 @@ def poll_connected(
     )
 
     for batch in chunked(new_uids, config.batch_size):
-        stored_ids = fetch_and_store(session, client, config, settings, uidvalidity, batch, result)
-        for raw_message_id in stored_ids:
-            process_one(session, raw_message_id, settings, result)
+        raw_by_id = fetch_and_store(session, client, config, settings, uidvalidity, batch, result)
+        for processed in process_batch(session, list(raw_by_id), settings, raw_by_id):
+            result.count(processed)
         if after_batch is not None:
             after_batch(client, result)
 
@@ -388,21 +390,31 @@ def pending_raw_ids(session: Session, mailbox: str) -> list[int]:
     )
 
 
-def process_one(
-    session: Session, raw_message_id: int, settings: IngestSettings, result: PollResult
+def process_stored(
+    session: Session, raw_message_ids: list[int], settings: IngestSettings, result: PollResult
 ) -> None:
-    """Process one stored message in its own transaction and count the outcome."""
-    raw_message = session.get(RawMessage, raw_message_id)
-    if raw_message is not None and raw_message.source.endswith(HEADERS_ONLY_SUFFIX):
+    """Process stored messages as one batch; quarantine stored headers of oversize mail alone."""
+    headers_only = set(
+        session.scalars(
+            select(RawMessage.id).where(
+                RawMessage.id.in_(raw_message_ids),
+                RawMessage.source.endswith(HEADERS_ONLY_SUFFIX),
+            )
+        )
+    )
+    for raw_message_id in headers_only:
         # A run stopped after storing the headers of an oversize mail but before flagging it.
-        if not raw_message.is_processed:
-            reason = f"oversize: only the headers of this {raw_message.size}-byte copy were stored"
-            processed = quarantine(session, raw_message, settings, reason)
-            session.commit()
-            result.ticket_references.append(processed.ticket.reference)
-        return
+        raw_message = session.get(RawMessage, raw_message_id)
+        if raw_message is None or raw_message.is_processed:
+            continue
+        reason = f"oversize: only the headers of this {raw_message.size}-byte copy were stored"
+        processed = quarantine(session, raw_message, settings, reason)
+        session.commit()
+        result.ticket_references.append(processed.ticket.reference)
 
-    result.count(process_with_retries(session, raw_message_id, settings))
+    batch = [i for i in raw_message_ids if i not in headers_only]
+    for processed in process_batch(session, batch, settings):
+        result.count(processed)
 
 
 def fetch_and_store(
@@ -414,7 +426,11 @@ def fetch_and_store(
     uids: list[int],
     result: PollResult,
 ) -> list[int]:
-    """Fetch one batch and commit its raw bytes; return the ids of raw messages to process."""
+    """Fetch one batch and commit its raw bytes.
+
+    Returns the raw bytes of every stored message that still needs processing, by raw message
+    id in UID order, so processing does not read them back from the database.
+    """
     sizes = client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE"])
     wanted = [
         uid
@@ -423,7 +439,7 @@ def fetch_and_store(
     ]
     oversize = [uid for uid in uids if uid in sizes and uid not in wanted]
 
-    to_process: list[int] = []
+    fetched: list[FetchedMail] = []
     bodies = client.fetch(wanted, ["BODY.PEEK[]", "INTERNALDATE"]) if wanted else {}
     for uid in wanted:
         data = bodies.get(uid)
@@ -432,19 +448,18 @@ def fetch_and_store(
                 "mailbox %s uid %s vanished before it could be fetched", config.name, uid
             )
             continue
-        received_at = as_utc(data[b"INTERNALDATE"])
-        stored = store_raw(
-            session,
-            data[b"BODY[]"],
-            received_at,
-            Location(config.name, uidvalidity, uid),
-            source=f"imap:{config.name}",
-        )
+        location = Location(config.name, uidvalidity, uid)
+        fetched.append(FetchedMail(data[b"BODY[]"], as_utc(data[b"INTERNALDATE"]), location))
+    del bodies
+
+    to_process: dict[int, bytes] = {}
+    stored = store_fetched(session, fetched, source=f"imap:{config.name}")
+    for item, outcome in zip(fetched, stored, strict=True):
         result.fetched += 1
-        if stored.created:
+        if outcome.created:
             result.stored += 1
-        if not stored.raw_message.is_processed:
-            to_process.append(stored.raw_message.id)
+        if not outcome.raw_message.is_processed:
+            to_process[outcome.raw_message.id] = item.raw
     session.commit()
 
     for uid in oversize:
@@ -514,6 +529,14 @@ def mark_processed(
     ).all()
     if not locations:
         return 0
+    if not sync_sqlite_log(session):
+        logger.warning(
+            "mailbox %s: the SQLite log could not be synced, %s messages stay unmarked until "
+            "the next poll",
+            config.name,
+            len(locations),
+        )
+        return 0
 
     uids = [location.uid for location in locations]
     for batch in chunked(uids, 500):
@@ -529,6 +552,24 @@ def mark_processed(
         "mailbox %s: marked %s messages (%s)", config.name, len(uids), config.processed_action
     )
     return len(uids)
+
+
+def sync_sqlite_log(session: Session) -> bool:
+    """Checkpoint SQLite's write-ahead log, which syncs it to disk; return False when busy.
+
+    With synchronous=NORMAL a commit is not synced by itself, and a message moved on the
+    server must not depend on a commit that a power failure could undo. Other databases sync
+    every commit, so this returns True at once for them.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return True
+    # FULL waits, through the busy timeout, for readers of older snapshots, so the whole log
+    # is synced. The first column of the result is 1 when that wait timed out.
+    busy, _log_frames, _checkpointed = connection.exec_driver_sql(
+        "PRAGMA wal_checkpoint(FULL)"
+    ).one()
+    return not busy
 
 
 def move_messages(client: IMAPClient, uids: list[int], folder: str) -> None:
