@@ -30,6 +30,7 @@ from dateutil import parser as dateutil_parser
 
 from inbox.errors import ParseError
 from inbox.mail.sanitize import html_to_text
+from inbox.mail.tnef import is_tnef, unpack_tnef
 
 logger = logging.getLogger(__name__)
 
@@ -399,6 +400,39 @@ def _walk(
     return plain, html, attachments
 
 
+def _expand_tnef(
+    attachments: list[ParsedAttachment], max_bytes: int | None, defects: list[str]
+) -> str:
+    """Add the files inside each winmail.dat after it, keeping the original; return its body."""
+    bodies = []
+    for attachment in list(attachments):
+        if not is_tnef(attachment.content_type, attachment.filename) or not attachment.data:
+            continue
+        content = unpack_tnef(attachment.data, defects)
+        if content.body:
+            bodies.append(content.body)
+        for name, data in content.files:
+            index = len(attachments) + 1
+            content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            if max_bytes is not None and len(data) > max_bytes:
+                defects.append(
+                    f"attachment {index} not kept: {len(data)} bytes is over the limit of "
+                    f"{max_bytes} bytes"
+                )
+                data = b""
+            attachments.append(
+                ParsedAttachment(
+                    filename=safe_filename(_FILENAME_UNSAFE.sub("", name), index, content_type),
+                    content_type=content_type,
+                    data=data,
+                    content_id=None,
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    is_inline=False,
+                )
+            )
+    return "\n\n".join(bodies)
+
+
 def _flatten_defects(report: list[dict[str, list[str]]]) -> list[str]:
     """Turn mail-parser's defect report into one line per defect."""
     lines = []
@@ -492,6 +526,9 @@ def _build(
     )
     if from_stdlib or (not any(p.strip() for p in plain) and not html):
         plain, html = walked_plain, walked_html or html
+    tnef_body = _expand_tnef(attachments, max_bytes, defects)
+    if tnef_body and not any(p.strip() for p in plain):
+        plain = [*plain, tnef_body]
 
     html_body = _strip_nul(_normalise_newlines("\n".join(html)), defects, "HTML body") or None
     text = _normalise_newlines("\n\n".join(plain))
