@@ -14,6 +14,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from inbox.config import environ, load_settings, redact_url, validate_settings
 from inbox.errors import ConfigError
 from inbox.extensions import babel, csrf, db, login_manager, migrate
+from inbox.services.intake import use_sqlite_wal
 from inbox.workflow import check_shipped_workflows
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +88,8 @@ def create_app(
             f"{exc}. Use sqlite:////path/to/file.db or postgresql://user@host:5432/name"
         ) from exc
     # SQLite cannot ALTER most constraints, so migrations use batch mode there.
+    with app.app_context():
+        use_sqlite_wal(db.engine)
     migrate.init_app(
         app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True, compare_type=True
     )

@@ -31,7 +31,7 @@ DEFAULT_MAILBOX = "default"
 """Name of the mailbox configured through the INBOX_IMAP_* settings."""
 
 SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
-"""Settings of every SQLite connection once mail intake has run in the process.
+"""Settings of every SQLite connection of the app.
 
 In WAL mode with synchronous=NORMAL a commit appends to the write-ahead log without an fsync;
 the log is synced at each checkpoint. A crash of the process loses no committed transaction,
@@ -52,8 +52,7 @@ def set_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
 def use_sqlite_wal(engine: Engine) -> None:
     """Make every new connection of a SQLite engine use SQLITE_PRAGMAS; other engines are left.
 
-    NOTE: only mail intake calls this, so a web process that never polls keeps SQLite's default
-    synchronous setting. The journal mode is stored in the database file and applies to all.
+    create_app calls it for every process; mail intake calls it again, which is a no-op then.
     """
     if engine.dialect.name != "sqlite" or event.contains(engine, "connect", set_sqlite_pragmas):
         return
