@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -11,24 +13,36 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from inbox.errors import ConfigError
 from inbox.extensions import db
 from inbox.mail.filters import LOOP_HEADER
 from inbox.mail.ingest import process_raw, store_raw
-from inbox.mail.outgoing import SmtpSettings, make_message_id, verify_message_id
+from inbox.mail.outgoing import (
+    MailFile,
+    SmtpSettings,
+    make_message_id,
+    safe_attachment_name,
+    verify_message_id,
+)
 from inbox.models.audit import AuditEvent, AuditTag
-from inbox.models.message import Message
+from inbox.models.message import Attachment, Blob, Message
 from inbox.models.ticket import Ticket
 from inbox.models.user import Role
 from inbox.models.workflow import MailDelivery, StepStatus
 from inbox.services.intake import ingest_settings
-from inbox.services.replies import Reply, render_draft, send_acknowledgement, send_reply
+from inbox.services.replies import (
+    AttachmentTooLargeError,
+    Reply,
+    render_draft,
+    send_acknowledgement,
+    send_reply,
+)
 from inbox.services.users import create_user
 from inbox.services.workflows import WorkflowStateError, check_step, instance_of
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, AuthActions
-from tests.factories import make_mail
+from tests.factories import incoming, make_mail
 from tests.servers import SmtpSink
 
 MAILBOX = "privacy@example.org"
@@ -308,3 +322,205 @@ def test_acknowledgement_without_sender_is_audited(make_app: Any) -> None:
 
         assert "INBOX_MAIL_FROM" in suppress_reason(ticket)
         db.session.remove()
+
+
+@pytest.fixture
+def web_mail_app(make_app: Any, smtp_sink: SmtpSink) -> Iterator[Flask]:
+    """The app sending through the SMTP sink with a 1,000-byte attachment limit, signed in."""
+    application = make_app(
+        SMTP_HOST=smtp_sink.host,
+        SMTP_PORT=smtp_sink.port,
+        SMTP_SECURITY="none",
+        MAIL_FROM=MAILBOX,
+        MAX_ATTACHMENT_BYTES=1000,
+    )
+    with application.app_context():
+        create_user(
+            db.session, email=ADMIN_EMAIL, password=ADMIN_PASSWORD, role=Role.ADMIN, actor="t"
+        )
+        db.session.commit()
+        yield application
+        db.session.remove()
+
+
+def mail_with_attachment() -> bytes:
+    """Build an access request that carries a small PDF."""
+    message = parsed(make_mail(body=ENGLISH_BODY))
+    message.add_attachment(
+        b"%PDF-1.4 signed request form", maintype="application", subtype="pdf", filename="form.pdf"
+    )
+    return message.as_bytes()
+
+
+def attachment_parts(raw: bytes) -> list[EmailMessage]:
+    """Return the attachment parts of a sent mail."""
+    return list(parsed(raw).iter_attachments())  # type: ignore[arg-type]
+
+
+def post_reply(client: Any, reference: str, **extra: Any) -> Any:
+    """Post the reply form with a subject and a text, plus the given fields."""
+    data = {"subject": "Your data", "body": "Please find the files attached.", **extra}
+    return client.post(f"/tickets/{reference}/reply", data=data, content_type="multipart/form-data")
+
+
+def test_reply_upload_reaches_smtp(web_mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    client = web_mail_app.test_client()
+    reference = ingest(web_mail_app, make_mail(body=ENGLISH_BODY)).reference
+    AuthActions(client).login()
+
+    response = post_reply(
+        client, reference, files=[(io.BytesIO(b"name,email\nJan,jan@example.net\n"), "data.csv")]
+    )
+    parts = attachment_parts(smtp_sink.messages[-1].raw)
+
+    assert response.status_code == 302
+    assert len(parts) == 1
+    assert parts[0].get_filename() == "data.csv"
+    assert parts[0].get_content_type() == "text/csv"
+    assert parts[0].get_content() == "name,email\nJan,jan@example.net\n"
+
+
+def test_reply_text_part_kept_with_files(web_mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    client = web_mail_app.test_client()
+    reference = ingest(web_mail_app, make_mail(body=ENGLISH_BODY)).reference
+    AuthActions(client).login()
+
+    post_reply(client, reference, files=[(io.BytesIO(b"x"), "a.txt")])
+    mail = parsed(smtp_sink.messages[-1].raw)
+    body = mail.get_body(preferencelist=("plain",))
+
+    assert mail.get_content_type() == "multipart/mixed"
+    assert body is not None
+    assert "Please find the files attached." in body.get_content()
+    assert mail["Content-Language"] == "en"
+
+
+def test_reply_sends_ticket_attachment(web_mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    client = web_mail_app.test_client()
+    ticket = ingest(web_mail_app, mail_with_attachment())
+    attachment = incoming(ticket)[0].attachments[0]
+    AuthActions(client).login()
+
+    post_reply(client, ticket.reference, attach=[str(attachment.id)])
+    parts = attachment_parts(smtp_sink.messages[-1].raw)
+
+    assert [part.get_filename() for part in parts] == ["form.pdf"]
+    assert parts[0].get_content() == b"%PDF-1.4 signed request form"
+
+
+def test_reply_upload_stored_once_by_hash(web_mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    client = web_mail_app.test_client()
+    reference = ingest(web_mail_app, make_mail(body=ENGLISH_BODY)).reference
+    AuthActions(client).login()
+    data = b"the same export twice"
+
+    post_reply(client, reference, files=[(io.BytesIO(data), "one.txt")])
+    post_reply(client, reference, files=[(io.BytesIO(data), "two.txt")])
+    sha256 = hashlib.sha256(data).hexdigest()
+    attachments = db.session.scalars(select(Attachment).where(Attachment.sha256 == sha256)).all()
+
+    assert sorted(a.filename for a in attachments) == ["one.txt", "two.txt"]
+    assert all(a.message.direction == "out" for a in attachments)
+    assert db.session.scalar(select(func.count()).select_from(Blob)) == 1
+
+
+def test_reply_upload_name_made_safe(web_mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    client = web_mail_app.test_client()
+    reference = ingest(web_mail_app, make_mail(body=ENGLISH_BODY)).reference
+    AuthActions(client).login()
+
+    post_reply(client, reference, files=[(io.BytesIO(b"x"), "../secret/evil:name?.txt")])
+    parts = attachment_parts(smtp_sink.messages[-1].raw)
+
+    assert parts[0].get_filename() == "evil_name_.txt"
+
+
+def test_reply_upload_over_limit_rejected(web_mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    client = web_mail_app.test_client()
+    reference = ingest(web_mail_app, make_mail(body=ENGLISH_BODY)).reference
+    AuthActions(client).login()
+
+    response = post_reply(client, reference, files=[(io.BytesIO(b"x" * 1001), "big.bin")])
+    page = client.get(response.headers["Location"]).text
+
+    assert "The file big.bin is larger than 1,000 bytes" in page
+    assert len(smtp_sink.messages) == 1
+
+
+def test_reply_service_rejects_large_file(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    mail_app.config["MAX_ATTACHMENT_BYTES"] = 10
+    ticket = ingest(mail_app, make_mail(body=ENGLISH_BODY))
+    reply = Reply("Data", "Attached.", files=(MailFile("big.txt", "text/plain", b"x" * 11),))
+
+    with pytest.raises(AttachmentTooLargeError, match="'big.txt' has 11 bytes; the limit is 10"):
+        send_reply(db.session, ticket, reply, "agent")
+
+
+def test_reply_rejects_foreign_attachment(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    first = ingest(mail_app, mail_with_attachment())
+    other = ingest(mail_app, make_mail(body=DUTCH_BODY, sender="eva@example.net"))
+    attachment_id = incoming(first)[0].attachments[0].id
+    reply = Reply("Data", "Attached.", ticket_attachment_ids=(attachment_id,))
+
+    with pytest.raises(WorkflowStateError, match="is not part of ticket"):
+        send_reply(db.session, other, reply, "agent")
+
+
+def test_reply_request_over_limit_gets_413(make_app: Any) -> None:
+    application = make_app(MAX_ATTACHMENT_BYTES=1000, MAX_MESSAGE_BYTES=2048)
+    client = application.test_client()
+    too_large = application.config["MAX_CONTENT_LENGTH"] + 1
+    with application.app_context():
+        create_user(
+            db.session, email=ADMIN_EMAIL, password=ADMIN_PASSWORD, role=Role.ADMIN, actor="t"
+        )
+        db.session.commit()
+        AuthActions(client).login()
+        # Raw bytes, so the test client needs no temporary file for the body.
+        response = client.post(
+            "/tickets/PRQ-2026-00001/reply",
+            data=b"x" * too_large,
+            content_type="multipart/form-data; boundary=limit",
+        )
+        db.session.remove()
+
+    assert response.status_code == 413
+    assert "Request too large" in response.text
+
+
+def test_max_content_length_above_upload_limits(web_mail_app: Flask) -> None:
+    limit = web_mail_app.config["MAX_CONTENT_LENGTH"]
+
+    assert limit > web_mail_app.config["MAX_ATTACHMENT_BYTES"]
+    assert limit > web_mail_app.config["MAX_MESSAGE_BYTES"]
+
+
+def test_reply_form_is_multipart(web_mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    client = web_mail_app.test_client()
+    ticket = ingest(web_mail_app, mail_with_attachment())
+    AuthActions(client).login()
+
+    page = client.get(f"/tickets/{ticket.reference}").text
+    form = page[page.index('action="/tickets/' + ticket.reference + '/reply"') :]
+
+    assert 'enctype="multipart/form-data"' in form[: form.index(">")]
+    assert 'name="csrf_token"' in form
+    assert 'type="file" name="files" multiple' in form
+    assert 'name="attach" value="' in form
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("report.pdf", "report.pdf"),
+        ("C:\\Users\\jan\\scan.jpg", "scan.jpg"),
+        ("../../etc/passwd", "passwd"),
+        ("überzicht.pdf", "überzicht.pdf"),
+        ('a"b<c>d.txt', "a_b_c_d.txt"),
+        ("...", "attachment"),
+        ("", "attachment"),
+        ("x" * 300 + ".pdf", "x" * 251 + ".pdf"),
+    ],
+)
+def test_safe_attachment_name_table(name: str, expected: str) -> None:
+    assert safe_attachment_name(name) == expected

@@ -12,15 +12,20 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
+from inbox.enums import RequestType
 from inbox.extensions import db
 from inbox.models.audit import AuditEvent, AuditTag
 from inbox.models.message import Attachment, Message
 from inbox.models.ticket import Ticket
+from inbox.models.types import utcnow
 from inbox.models.user import Role
+from inbox.models.workflow import StepStatus
 from inbox.services.intake import import_path
+from inbox.services.tickets import NewTicket, open_ticket, sla_policy
 from inbox.services.users import create_user
+from inbox.services.workflows import instance_of, next_steps_due, step_definition
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, AuthActions
 from tests.factories import make_mail
 
@@ -633,3 +638,171 @@ def test_dutch_flash_after_type_change(
 
     assert "Soort gewijzigd. De uiterste datum is opnieuw berekend." in page
     assert "Verwijderverzoek" in page
+
+
+def queue_row(html: str, reference: str) -> str:
+    """Return the table row of one ticket on a queue page."""
+    start = html.index(f'value="{reference}"')
+    return html[start : html.index("</tr>", start)]
+
+
+def count_statements(client: FlaskClient, path: str) -> int:
+    """Count the SQL statements of one GET request, after a first request loaded the session."""
+    client.get(path)
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        client.get(path)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    return len(statements)
+
+
+def open_fresh_ticket(app: Flask) -> Ticket:
+    """Open an access request received now, so none of its steps is overdue."""
+    new = NewTicket(
+        request_type=RequestType.ACCESS, received_at=utcnow(), requester_email="a@b.example"
+    )
+    ticket = open_ticket(db.session, new, sla_policy(app.config), "system")
+    db.session.commit()
+    return ticket
+
+
+def test_queue_next_step_due_shown(client: FlaskClient, auth: AuthActions, app: Flask) -> None:
+    auth.login()
+    ticket = open_fresh_ticket(app)
+
+    step = next_steps_due(db.session, [ticket.id])[ticket.id]
+
+    row = queue_row(client.get("/").text, ticket.reference)
+
+    assert step_definition(step).text("title", "en") in row
+
+
+def test_queue_next_step_is_earliest_open(
+    client: FlaskClient, auth: AuthActions, app: Flask
+) -> None:
+    auth.login()
+    ticket = open_fresh_ticket(app)
+    instance = instance_of(db.session, ticket)
+    assert instance is not None
+    dated = sorted(
+        (s for s in instance.steps if s.due_at is not None and s.status == StepStatus.OPEN),
+        key=lambda s: (s.due_at, s.position),
+    )
+    first, second = dated[0], next(s for s in dated if s.due_at > dated[0].due_at)
+    for step in dated:
+        if step.due_at == first.due_at:
+            step.status = StepStatus.SKIPPED
+    db.session.commit()
+
+    row = queue_row(client.get("/").text, ticket.reference)
+
+    assert step_definition(second).text("title", "en") in row
+    assert step_definition(first).text("title", "en") not in row
+
+
+def test_queue_next_step_title_in_dutch(client: FlaskClient, auth: AuthActions, app: Flask) -> None:
+    auth.login()
+    ticket = open_fresh_ticket(app)
+    step = next_steps_due(db.session, [ticket.id])[ticket.id]
+
+    row = queue_row(client.get("/", headers={"Accept-Language": "nl"}).text, ticket.reference)
+
+    assert step_definition(step).text("title", "nl") in row
+
+
+def test_queue_next_step_overdue_highlighted(
+    client: FlaskClient, auth: AuthActions, three_tickets: dict[str, str]
+) -> None:
+    auth.login()
+
+    row = queue_row(client.get("/").text, three_tickets["access"])
+
+    assert 'class="next-step overdue"' in row
+    assert "overdue</span>" in row
+
+
+def test_queue_next_step_not_overdue_plain(
+    client: FlaskClient, auth: AuthActions, app: Flask
+) -> None:
+    auth.login()
+    ticket = open_fresh_ticket(app)
+
+    row = queue_row(client.get("/").text, ticket.reference)
+
+    assert 'class="next-step"' in row
+    assert 'badge warn">overdue' not in row
+
+
+def test_queue_next_step_queries_per_page(
+    client: FlaskClient, auth: AuthActions, app: Flask
+) -> None:
+    auth.login()
+    open_fresh_ticket(app)
+    one_ticket = count_statements(client, "/")
+    for _index in range(4):
+        open_fresh_ticket(app)
+
+    five_tickets = count_statements(client, "/")
+
+    assert five_tickets == one_ticket
+
+
+def test_ticket_page_folds_quoted_text(
+    client: FlaskClient, auth: AuthActions, app: Flask, tmp_path: Path
+) -> None:
+    auth.login()
+    body = (
+        "Under article 15 GDPR I ask for a copy of my personal data.\n"
+        "\n"
+        "On Mon, 2 Nov 2026 at 10:00, Privacy Desk <privacy@example.org> wrote:\n"
+        "> We received your earlier question about the newsletter.\n"
+    )
+    (reference,) = import_mails(app, tmp_path / "quoted", make_mail(body=body))
+
+    page = client.get(f"/tickets/{reference}").text
+    folded = page[page.index('<details class="quoted">') :]
+
+    assert "<summary>Quoted text</summary>" in folded
+    assert "We received your earlier question" in folded
+    assert "I ask for a copy of my personal data." in page[: page.index('<details class="quoted">')]
+
+
+def test_ticket_page_signature_folded(
+    client: FlaskClient, auth: AuthActions, app: Flask, tmp_path: Path
+) -> None:
+    auth.login()
+    body = "Please erase my personal data under article 17 GDPR.\n-- \nEva de Vries\nUtrecht\n"
+    (reference,) = import_mails(app, tmp_path / "signature", make_mail(body=body))
+
+    page = client.get(f"/tickets/{reference}").text
+    folded = page[page.index('<details class="quoted">') :]
+
+    assert "Eva de Vries\nUtrecht" in folded
+    assert "Please erase my personal data" not in folded
+
+
+def test_ticket_page_plain_text_not_folded(
+    client: FlaskClient, auth: AuthActions, three_tickets: dict[str, str]
+) -> None:
+    auth.login()
+
+    page = client.get(f"/tickets/{three_tickets['erasure']}").text
+
+    assert '<details class="quoted"' not in page
+
+
+def test_ticket_page_html_mail_not_split(
+    client: FlaskClient, auth: AuthActions, html_ticket: str
+) -> None:
+    auth.login()
+
+    page = client.get(f"/tickets/{html_ticket}").text
+
+    assert '<div class="body html">' in page
+    assert '<details class="quoted"' not in page

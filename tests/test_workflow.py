@@ -45,6 +45,7 @@ from inbox.services.workflows import (
     check_step,
     close_ticket,
     instance_of,
+    next_steps_due,
     skip_step,
     uncheck_step,
 )
@@ -732,3 +733,50 @@ def test_merge_leaves_identity_step_open(app: Flask) -> None:
     assert result.kept.id == kept.id
     assert step_of(kept, "confirm_identity").status == StepStatus.OPEN
     assert identity_check_of(db.session, step_of(kept, "confirm_identity")) is None
+
+
+def test_next_steps_due_skips_finished(app: Flask) -> None:
+    ticket = new_ticket(app)
+    first = next_steps_due(db.session, [ticket.id])[ticket.id]
+    skip_step(db.session, first, AGENT, "done elsewhere")
+    db.session.commit()
+
+    following = next_steps_due(db.session, [ticket.id])[ticket.id]
+
+    assert following.id != first.id
+    assert following.status == StepStatus.OPEN
+
+
+def test_next_steps_due_is_earliest(app: Flask) -> None:
+    ticket = new_ticket(app)
+    instance = instance_of(db.session, ticket)
+    assert instance is not None
+    dated = [s.due_at for s in instance.steps if s.due_at and s.status == StepStatus.OPEN]
+
+    step = next_steps_due(db.session, [ticket.id])[ticket.id]
+
+    assert step.due_at == min(dated)
+
+
+def test_next_steps_due_ignores_dropped(app: Flask) -> None:
+    ticket = new_ticket(app)
+    instance = instance_of(db.session, ticket)
+    assert instance is not None
+    for step in instance.steps:
+        step.status = StepStatus.DROPPED
+    db.session.commit()
+
+    assert next_steps_due(db.session, [ticket.id]) == {}
+
+
+def test_next_steps_due_per_ticket(app: Flask) -> None:
+    first, second = new_ticket(app), new_ticket(app, RequestType.ERASURE)
+
+    steps = next_steps_due(db.session, [first.id, second.id])
+
+    assert steps[first.id].instance.ticket_id == first.id
+    assert steps[second.id].instance.ticket_id == second.id
+
+
+def test_next_steps_due_empty_page(app: Flask) -> None:
+    assert next_steps_due(db.session, []) == {}

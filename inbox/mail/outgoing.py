@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import mimetypes
 import re
 import secrets
 import smtplib
@@ -42,6 +43,15 @@ MESSAGE_ID_TOKEN_CHARS = 20
 
 MAX_REFERENCES = 20
 """Message-IDs kept in the References header; older ones are dropped from the front."""
+
+MAX_FILENAME_CHARS = 255
+"""Maximum length of an attachment's file name, the size of Attachment.filename."""
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+"""Content type of an attachment whose type is unknown or malformed."""
+
+_UNSAFE_FILENAME_CHARS = re.compile(r'[\x00-\x1f\x7f"*:<>?|]+')
+_CONTENT_TYPE_PATTERN = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
 
 _MESSAGE_ID_PATTERN = re.compile(
     r"^<?(?P<reference>[A-Z]{3}-\d{4}-\d{5})\.(?P<nonce>[0-9a-f]{16})\.(?P<token>[0-9a-f]+)@"
@@ -90,6 +100,15 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class MailFile:
+    """A file attached to an outgoing mail."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class OutgoingMail:
     """One mail to send about a ticket."""
 
@@ -104,6 +123,33 @@ class OutgoingMail:
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     is_automatic: bool = False
+    attachments: tuple[MailFile, ...] = ()
+
+
+def safe_attachment_name(name: str, fallback: str = "attachment") -> str:
+    """Reduce an uploaded file name to its last path part without control or shell characters.
+
+    Letters outside ASCII stay, because the mail encodes them (RFC 2231) and the download
+    path reduces them again.
+    """
+    base = re.split(r"[/\\]", name)[-1]
+    cleaned = _UNSAFE_FILENAME_CHARS.sub("_", base).strip(" .")
+    if len(cleaned) > MAX_FILENAME_CHARS:
+        stem, dot, suffix = cleaned.rpartition(".")
+        keep = suffix if dot and len(suffix) <= 16 else ""
+        cleaned = cleaned[: MAX_FILENAME_CHARS - len(keep) - 1].rstrip(" .") + (
+            f".{keep}" if keep else ""
+        )
+    return cleaned or fallback
+
+
+def safe_content_type(content_type: str, filename: str) -> str:
+    """Return a well-formed lower-case content type, guessed from the name when none is given."""
+    value = content_type.split(";")[0].strip().lower()
+    if _CONTENT_TYPE_PATTERN.match(value) and value != DEFAULT_CONTENT_TYPE:
+        return value
+    guessed, _encoding = mimetypes.guess_type(filename, strict=False)
+    return guessed or DEFAULT_CONTENT_TYPE
 
 
 def domain_of(address: str) -> str:
@@ -164,7 +210,13 @@ def build_message(mail: OutgoingMail, message_id: str, date: datetime) -> EmailM
     message["X-Auto-Response-Suppress"] = "All"
     message[LOOP_HEADER] = mail.reference
     message.set_content(mail.text, charset="utf-8")
-    # After set_content, because set_content removes every Content-* header set before it.
+    for item in mail.attachments:
+        maintype, _slash, subtype = item.content_type.partition("/")
+        message.add_attachment(
+            item.data, maintype=maintype, subtype=subtype, filename=item.filename
+        )
+    # Last, because set_content removes every Content-* header set before it, and the first
+    # attachment moves the Content-* headers of a single-part mail into its text part.
     message["Content-Language"] = mail.language
     return message
 

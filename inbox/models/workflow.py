@@ -140,7 +140,7 @@ class WorkflowStep(db.Model):  # type: ignore[name-defined,misc]
 
 
 class StepNote(db.Model):  # type: ignore[name-defined,misc]
-    """A note written on a checklist step."""
+    """A note written on a checklist step, optionally with a file uploaded as evidence."""
 
     __tablename__ = "workflow_step_note"
 
@@ -149,8 +149,11 @@ class StepNote(db.Model):  # type: ignore[name-defined,misc]
     author: Mapped[str] = mapped_column(String(320))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The evidence file links the step to an Attachment row, whose bytes live in a Blob.
+    attachment_id: Mapped[int | None] = mapped_column(ForeignKey("attachment.id"), index=True)
 
     step: Mapped[WorkflowStep] = relationship(back_populates="notes")
+    evidence: Mapped[Attachment | None] = relationship()
 
 
 class MailDelivery(db.Model):  # type: ignore[name-defined,misc]

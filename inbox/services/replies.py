@@ -26,6 +26,7 @@ from inbox.enums import RequestType
 from inbox.errors import ConfigError
 from inbox.mail.outgoing import (
     DeliveryError,
+    MailFile,
     OutgoingMail,
     SmtpSettings,
     build_message,
@@ -33,10 +34,12 @@ from inbox.mail.outgoing import (
     deliver,
     domain_of,
     make_message_id,
+    safe_attachment_name,
+    safe_content_type,
     subject_with_reference,
 )
 from inbox.models.audit import AuditTag
-from inbox.models.message import Message, RawMessage
+from inbox.models.message import Attachment, Blob, Message, RawMessage
 from inbox.models.ticket import Ticket
 from inbox.models.types import utcnow
 from inbox.models.workflow import DeliveryStatus, MailDelivery
@@ -64,6 +67,10 @@ MAIL_LANGUAGES = ("nl", "en")
 
 MAX_SUBJECT_CHARS = 250
 MAX_BODY_CHARS = 100_000
+
+
+class AttachmentTooLargeError(WorkflowStateError):
+    """Raised when a file to attach or upload is larger than INBOX_MAX_ATTACHMENT_BYTES."""
 
 
 @dataclass(frozen=True)
@@ -178,13 +185,103 @@ class Reply:
     body: str
     template: str = ""
     is_automatic: bool = False
+    files: tuple[MailFile, ...] = ()
+    """New files uploaded with the reply."""
+    ticket_attachment_ids: tuple[int, ...] = ()
+    """Files already on the ticket to send along, by Attachment id."""
+
+
+def check_file_size(upload: MailFile, max_bytes: int) -> None:
+    """Reject a file over the attachment limit, naming the file and the limit.
+
+    :raises AttachmentTooLargeError: the file is larger than ``max_bytes``.
+    """
+    if len(upload.data) > max_bytes:
+        raise AttachmentTooLargeError(
+            f"file {upload.filename!r} has {len(upload.data)} bytes; the limit is {max_bytes} "
+            "bytes (INBOX_MAX_ATTACHMENT_BYTES): send a smaller file"
+        )
+
+
+def store_file(session: Session, message: Message, upload: MailFile, max_bytes: int) -> Attachment:
+    """Store a file as an attachment of ``message``, its bytes once per SHA-256.
+
+    NOTE: two transactions that store the same new file at the same moment collide on the
+    blob's primary key, so the second one fails. A retry then finds the blob.
+
+    :raises AttachmentTooLargeError: the file is larger than ``max_bytes``.
+    """
+    check_file_size(upload, max_bytes)
+    sha256 = hashlib.sha256(upload.data).hexdigest()
+    blob = session.get(Blob, sha256)
+    if blob is None:
+        blob = Blob(sha256=sha256, size=len(upload.data), data=upload.data)
+        session.add(blob)
+    filename = safe_attachment_name(upload.filename)
+    attachment = Attachment(
+        message=message,
+        filename=filename,
+        content_type=safe_content_type(upload.content_type, filename)[:255],
+        size=len(upload.data),
+        sha256=sha256,
+    )
+    attachment.blob = blob
+    session.add(attachment)
+    session.flush()
+    return attachment
+
+
+def _ticket_files(
+    session: Session, ticket: Ticket, attachment_ids: tuple[int, ...]
+) -> list[MailFile]:
+    """Load files already on the ticket to send along with a reply.
+
+    :raises WorkflowStateError: an id is not an attachment of this ticket, or its file is gone.
+    """
+    files = []
+    for attachment_id in dict.fromkeys(attachment_ids):
+        attachment = session.get(Attachment, attachment_id)
+        if attachment is None or attachment.message.ticket_id != ticket.id:
+            raise WorkflowStateError(
+                f"attachment {attachment_id} is not part of ticket {ticket.reference}"
+            )
+        if attachment.blob is None:
+            raise WorkflowStateError(
+                f"the file of attachment {attachment_id} is not stored (over the size limit or "
+                "deleted after identity verification), so it cannot be sent"
+            )
+        files.append(MailFile(attachment.filename, attachment.content_type, attachment.blob.data))
+    return files
+
+
+def _mail_files(session: Session, ticket: Ticket, reply: Reply) -> list[MailFile]:
+    """Collect the files of a reply with safe names, checking each against the size limits.
+
+    :raises AttachmentTooLargeError: a file, or all files together, are over the limits.
+    """
+    config = current_app.config
+    max_bytes = int(config["MAX_ATTACHMENT_BYTES"])
+    files = []
+    for upload in reply.files:
+        check_file_size(upload, max_bytes)
+        name = safe_attachment_name(upload.filename)
+        files.append(MailFile(name, safe_content_type(upload.content_type, name), upload.data))
+    files.extend(_ticket_files(session, ticket, reply.ticket_attachment_ids))
+    total = sum(len(item.data) for item in files)
+    max_total = int(config["MAX_MESSAGE_BYTES"])
+    if total > max_total:
+        raise AttachmentTooLargeError(
+            f"the files of this reply have {total} bytes together; the limit is {max_total} "
+            "bytes (INBOX_MAX_MESSAGE_BYTES): send fewer or smaller files"
+        )
+    return files
 
 
 def queue_reply(session: Session, ticket: Ticket, reply: Reply, actor: str) -> Message:
     """Store a reply as an outgoing message with a queued delivery; the caller commits.
 
-    :raises WorkflowStateError: empty or too long text, no requester address, or an extension
-        notice after the original deadline.
+    :raises WorkflowStateError: empty or too long text, no requester address, an extension
+        notice after the original deadline, or a file that is too large or not the ticket's.
     :raises ConfigError: no sender address is configured.
     """
     subject, body = reply.subject.strip(), reply.body.strip()
@@ -200,6 +297,7 @@ def queue_reply(session: Session, ticket: Ticket, reply: Reply, actor: str) -> M
         require_extension(session, ticket)
     config = current_app.config
     sender = sender_address(config)
+    files = _mail_files(session, ticket, reply)
 
     earlier = sorted(ticket.messages, key=lambda m: (m.received_at, m.id))
     incoming = [m for m in earlier if m.direction == "in" and m.message_id]
@@ -215,12 +313,14 @@ def queue_reply(session: Session, ticket: Ticket, reply: Reply, actor: str) -> M
         in_reply_to=incoming[-1].message_id if incoming else None,
         references=conversation_ids([m.message_id for m in earlier]),
         is_automatic=reply.is_automatic,
+        attachments=tuple(files),
     )
     message_id = make_message_id(ticket.reference, config["SECRET_KEY"], domain_of(sender))
     mime = build_message(mail, message_id, now)
     raw = bytes(mime)
 
     message = _store_outgoing(session, ticket, mail, message_id, raw, now)
+    stored = [store_file(session, message, item, len(item.data)) for item in files]
     delivery = MailDelivery(
         message_pk=message.id,
         ticket_id=ticket.id,
@@ -244,11 +344,20 @@ def queue_reply(session: Session, ticket: Ticket, reply: Reply, actor: str) -> M
             "template": reply.template,
             "automatic": reply.is_automatic,
             "sha256": hashlib.sha256(raw).hexdigest(),
+            "attachments": [
+                {"attachment": item.id, "sha256": item.sha256, "size": item.size} for item in stored
+            ],
         },
     )
     if reply.template:
         complete_reply_step(session, ticket, reply.template, actor)
-    logger.info("mail %s queued for ticket %s by %s", delivery.id, ticket.reference, actor)
+    logger.info(
+        "mail %s queued for ticket %s by %s with %s attachments",
+        delivery.id,
+        ticket.reference,
+        actor,
+        len(stored),
+    )
     return message
 
 

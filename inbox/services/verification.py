@@ -19,20 +19,23 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inbox.audit import record_event
+from inbox.mail.outgoing import MailFile
 from inbox.models.audit import AuditTag
-from inbox.models.message import Attachment, Blob
+from inbox.models.message import Attachment, Blob, Message
 from inbox.models.ticket import Ticket
 from inbox.models.types import utcnow
 from inbox.models.workflow import (
     IdentityCheck,
     IdentityStatus,
     SearchResult,
+    StepNote,
     StepStatus,
     SystemSearch,
     WorkflowStep,
 )
 from inbox.services.deadlines import PAUSE_IDENTITY, open_pause, pause_clock, resume_clock
-from inbox.services.workflows import WorkflowStateError
+from inbox.services.replies import store_file
+from inbox.services.workflows import WorkflowStateError, add_note
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,9 @@ MAX_SYSTEM_CHARS = 200
 MAX_SEARCH_NOTE_CHARS = 2_000
 """Maximum length of the note on a search record, in characters."""
 
+EVIDENCE_DIRECTION = "evidence"
+"""Message.direction of the internal message that carries uploaded evidence; it is never sent."""
+
 
 @dataclass(frozen=True)
 class IdentityChange:
@@ -71,6 +77,8 @@ class SearchRecordInput:
     result: str
     note: str = ""
     attachment_id: int | None = None
+    upload: MailFile | None = None
+    """A new evidence file, in place of a file already on the ticket."""
 
 
 def _sha256(text: str) -> str:
@@ -91,6 +99,51 @@ def _attachment_of(session: Session, ticket: Ticket, attachment_id: int) -> Atta
             f"attachment {attachment_id} is not part of ticket {ticket.reference}"
         )
     return attachment
+
+
+def store_evidence_file(
+    session: Session, ticket: Ticket, upload: MailFile, actor: str
+) -> Attachment:
+    """Store an uploaded evidence file on the ticket, on an internal message that is never sent.
+
+    An Attachment needs a message, so each upload gets one with direction ``evidence``; the
+    conversation leaves such messages out. The caller audits the upload with its record.
+
+    :raises AttachmentTooLargeError: the file is over INBOX_MAX_ATTACHMENT_BYTES.
+    """
+    now = utcnow()
+    message = Message(
+        ticket=ticket,
+        direction=EVIDENCE_DIRECTION,
+        from_addr=actor[:320],
+        received_at=now,
+        date_header=now,
+    )
+    session.add(message)
+    attachment = store_file(
+        session, message, upload, int(current_app.config["MAX_ATTACHMENT_BYTES"])
+    )
+    logger.info(
+        "ticket %s evidence file stored as attachment %s by %s",
+        ticket.reference,
+        attachment.id,
+        actor,
+    )
+    return attachment
+
+
+def add_evidence_note(
+    session: Session, step: WorkflowStep, actor: str, text: str, upload: MailFile | None
+) -> StepNote:
+    """Add a note to a step, storing an uploaded file as its evidence; the note's event audits both.
+
+    :raises WorkflowStateError: the note is too long or empty without a file, or the file is
+        over INBOX_MAX_ATTACHMENT_BYTES.
+    """
+    evidence = None
+    if upload is not None:
+        evidence = store_evidence_file(session, step.instance.ticket, upload, actor)
+    return add_note(session, step, actor, text, evidence)
 
 
 def identity_check_of(session: Session, step: WorkflowStep) -> IdentityCheck | None:
@@ -304,8 +357,12 @@ def add_search_record(
     if len(note) > MAX_SEARCH_NOTE_CHARS:
         raise WorkflowStateError(f"a search note has at most {MAX_SEARCH_NOTE_CHARS} characters")
     attachment = None
+    if record.attachment_id is not None and record.upload is not None:
+        raise WorkflowStateError("choose a file of the ticket or upload one, not both")
     if record.attachment_id is not None:
         attachment = _attachment_of(session, ticket, record.attachment_id)
+    if record.upload is not None:
+        attachment = store_evidence_file(session, ticket, record.upload, actor)
 
     row = SystemSearch(
         step_pk=step.id,
@@ -330,6 +387,8 @@ def add_search_record(
             "system": system,
             "result": result.value,
             "attachment": attachment.id if attachment is not None else None,
+            "attachment_sha256": attachment.sha256 if attachment is not None else None,
+            "uploaded": record.upload is not None,
             "note_sha256": _sha256(note) if note else None,
         },
     )

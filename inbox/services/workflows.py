@@ -11,13 +11,14 @@ import hashlib
 import logging
 from pathlib import Path
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session, joinedload
 
 from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.enums import TicketStatus
 from inbox.errors import InboxError, TransitionError
 from inbox.models.audit import AuditTag
+from inbox.models.message import Attachment
 from inbox.models.ticket import Ticket
 from inbox.models.types import utcnow
 from inbox.models.user import Role, User
@@ -410,29 +411,34 @@ def skip_step(session: Session, step: WorkflowStep, actor: str, reason: str) -> 
     return step
 
 
-def add_note(session: Session, step: WorkflowStep, actor: str, text: str) -> StepNote:
-    """Add a note to a step; the audit event seals the note's text by its SHA-256.
+def add_note(
+    session: Session,
+    step: WorkflowStep,
+    actor: str,
+    text: str,
+    evidence: Attachment | None = None,
+) -> StepNote:
+    """Add a note to a step, with an optional evidence file; the audit event seals both by SHA-256.
 
-    :raises WorkflowStateError: the note is empty or too long.
+    :raises WorkflowStateError: the note is too long, or empty without an evidence file.
     """
     text = text.strip()
-    if not text or len(text) > MAX_NOTE_CHARS:
-        raise WorkflowStateError(f"a note needs 1 to {MAX_NOTE_CHARS} characters")
-    note = StepNote(author=actor, text=text)
+    if len(text) > MAX_NOTE_CHARS or not (text or evidence is not None):
+        raise WorkflowStateError(f"a note needs 1 to {MAX_NOTE_CHARS} characters or a file")
+    note = StepNote(author=actor, text=text, evidence=evidence)
     step.notes.append(note)
     session.flush()
 
-    record_event(
-        session,
-        AuditTag.STEP_NOTE,
-        actor,
-        step.instance.ticket,
-        {
-            "step": step.step_id,
-            "note": note.id,
-            "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        },
-    )
+    data: dict[str, object] = {
+        "step": step.step_id,
+        "note": note.id,
+        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    }
+    if evidence is not None:
+        data["attachment"] = evidence.id
+        data["attachment_sha256"] = evidence.sha256
+        data["attachment_size"] = evidence.size
+    record_event(session, AuditTag.STEP_NOTE, actor, step.instance.ticket, data)
     return note
 
 
@@ -478,6 +484,51 @@ def open_required_steps(session: Session, ticket: Ticket) -> list[WorkflowStep]:
         for step in instance.steps
         if step.required and step.status in (StepStatus.OPEN, StepStatus.PENDING)
     ]
+
+
+UNFINISHED_STATUSES = (StepStatus.OPEN, StepStatus.PENDING)
+"""Statuses of steps that still need work; done, skipped, dropped and not applicable ones do not."""
+
+
+def next_steps_due(session: Session, ticket_ids: list[int]) -> dict[int, WorkflowStep]:
+    """Return, per ticket id, its unfinished step with the earliest due moment, in one query.
+
+    Steps come with their workflow version loaded, so their titles need no further query. A
+    tie goes to the step that comes first in the checklist. Tickets without a dated unfinished
+    step are left out.
+    """
+    if not ticket_ids:
+        return {}
+    unfinished = [str(status) for status in UNFINISHED_STATUSES]
+    earliest = (
+        select(WorkflowStep.instance_id, func.min(WorkflowStep.due_at).label("due_at"))
+        .join(WorkflowInstance, WorkflowInstance.id == WorkflowStep.instance_id)
+        .where(
+            WorkflowInstance.ticket_id.in_(ticket_ids),
+            WorkflowStep.status.in_(unfinished),
+            WorkflowStep.due_at.is_not(None),
+        )
+        .group_by(WorkflowStep.instance_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(WorkflowInstance.ticket_id, WorkflowStep)
+        .join(WorkflowStep, WorkflowStep.instance_id == WorkflowInstance.id)
+        .join(
+            earliest,
+            and_(
+                earliest.c.instance_id == WorkflowStep.instance_id,
+                earliest.c.due_at == WorkflowStep.due_at,
+            ),
+        )
+        .where(WorkflowStep.status.in_(unfinished))
+        .options(joinedload(WorkflowStep.version))
+        .order_by(WorkflowStep.position)
+    ).all()
+    steps: dict[int, WorkflowStep] = {}
+    for ticket_id, step in rows:
+        steps.setdefault(ticket_id, step)
+    return steps
 
 
 def can_close(session: Session, ticket: Ticket) -> bool:

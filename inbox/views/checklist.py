@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
+from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
-from flask_babel import get_locale
+from flask_babel import format_decimal, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
@@ -16,6 +17,8 @@ from sqlalchemy import select
 
 from inbox.errors import ConfigError, TransitionError
 from inbox.extensions import db
+from inbox.mail.outgoing import MailFile
+from inbox.mail.quoting import split_reply
 from inbox.models.ticket import Ticket
 from inbox.models.types import utcnow
 from inbox.models.user import Role, User
@@ -36,10 +39,12 @@ from inbox.services.deadlines import (
 from inbox.services.replies import Draft, Reply, dispatch, render_draft, send_reply
 from inbox.services.tickets import sla_policy
 from inbox.services.verification import (
+    EVIDENCE_DIRECTION,
     IDENTITY_STEP_ID,
     SEARCH_STEP_ID,
     IdentityChange,
     SearchRecordInput,
+    add_evidence_note,
     add_search_record,
     attach_identity_evidence,
     delete_evidence_file,
@@ -48,7 +53,6 @@ from inbox.services.verification import (
     update_identity,
 )
 from inbox.services.workflows import (
-    add_note,
     assign_step,
     can_close,
     check_step,
@@ -64,6 +68,24 @@ from inbox.views.tickets import get_ticket_or_404
 from inbox.workflow import REPLY_TEMPLATES, Step, StepKind
 
 bp = Blueprint("checklist", __name__, url_prefix="/tickets")
+
+UPLOAD_MARGIN_BYTES = 1024 * 1024
+"""Room for form fields and multipart headers above the attachment limit in a request."""
+
+
+@bp.record_once
+def limit_request_size(state: BlueprintSetupState) -> None:
+    """Cap request bodies just above the largest allowed upload unless MAX_CONTENT_LENGTH is set.
+
+    The largest upload is one reply's files, at most INBOX_MAX_MESSAGE_BYTES together, or one
+    file of INBOX_MAX_ATTACHMENT_BYTES. Werkzeug stops reading a larger request, and the app
+    then renders its 413 page. A smaller one gets the form's own error naming file and limit.
+    """
+    config = state.app.config
+    if config.get("MAX_CONTENT_LENGTH") is None:
+        largest = max(int(config["MAX_ATTACHMENT_BYTES"]), int(config["MAX_MESSAGE_BYTES"]))
+        config["MAX_CONTENT_LENGTH"] = largest + UPLOAD_MARGIN_BYTES
+
 
 STEP_STATUS_LABELS = {
     StepStatus.OPEN: _l("Open"),
@@ -196,7 +218,14 @@ def reply_form_for(ticket: Ticket) -> dict[str, Any]:
     draft: Draft | None = None
     if chosen in REPLY_TEMPLATES:
         draft = render_draft(db.session, ticket, chosen)
-    return {"templates": TEMPLATE_LABELS, "chosen": chosen, "draft": draft}
+    stored = [item for m in ticket.messages for item in m.attachments if item.sha256]
+    return {
+        "templates": TEMPLATE_LABELS,
+        "chosen": chosen,
+        "draft": draft,
+        "attachments": stored,
+        "max_attachment_bytes": current_app.config["MAX_ATTACHMENT_BYTES"],
+    }
 
 
 @bp.app_context_processor
@@ -206,6 +235,8 @@ def inject_checklist_helpers() -> dict[str, Any]:
         "checklist_for": checklist_for,
         "reply_form_for": reply_form_for,
         "outcome_labels": OUTCOME_LABELS,
+        "split_reply": split_reply,
+        "evidence_direction": EVIDENCE_DIRECTION,
     }
 
 
@@ -243,7 +274,7 @@ def step_action(reference: str, step_pk: int, action: str) -> ResponseReturnValu
                 return _back(ticket)
             skip_step(db.session, step, actor, request.form.get("reason", ""))
         elif action == "note":
-            add_note(db.session, step, actor, request.form.get("text", ""))
+            add_evidence_note(db.session, step, actor, request.form.get("text", ""), _evidence())
         elif action == "assign":
             assign_step(db.session, step, _assignee(request.form.get("assignee", "")), actor)
         elif action == "identity":
@@ -257,6 +288,9 @@ def step_action(reference: str, step_pk: int, action: str) -> ResponseReturnValu
             add_search_record(db.session, step, _search_input(), actor)
         else:
             abort(404, _("Unknown step action %(action)s.", action=action))
+    except UploadTooLargeError as exc:
+        flash(str(exc), "error")
+        return _back(ticket)
     except TransitionError as exc:
         _flash_rejection(exc)
         return _back(ticket)
@@ -285,7 +319,57 @@ def _search_input() -> SearchRecordInput:
         result=request.form.get("result", ""),
         note=request.form.get("note", ""),
         attachment_id=_form_id("attachment") if attachment else None,
+        upload=_evidence(),
     )
+
+
+class UploadTooLargeError(Exception):
+    """Raised by ``_uploaded_files`` with the translated message of a file over the limit."""
+
+
+def _uploaded_files(field: str) -> list[MailFile]:
+    """Read the files posted in ``field``, skipping the empty part of an unused file input.
+
+    :raises UploadTooLargeError: a file is over INBOX_MAX_ATTACHMENT_BYTES.
+    """
+    max_bytes = int(current_app.config["MAX_ATTACHMENT_BYTES"])
+    files = []
+    for upload in request.files.getlist(field):
+        if not upload.filename:
+            continue
+        # One byte past the limit is enough to know the file is too large.
+        data = upload.stream.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise UploadTooLargeError(
+                _(
+                    "The file %(name)s is larger than %(limit)s bytes, the limit for "
+                    "attachments. Send a smaller file.",
+                    name=upload.filename,
+                    limit=format_decimal(max_bytes),
+                )
+            )
+        files.append(MailFile(upload.filename, upload.mimetype or "", data))
+    return files
+
+
+def _evidence() -> MailFile | None:
+    """Return the one file posted as evidence, or None when the file input was left empty.
+
+    :raises UploadTooLargeError: the file is over INBOX_MAX_ATTACHMENT_BYTES.
+    """
+    files = _uploaded_files("evidence")
+    return files[0] if files else None
+
+
+def _form_ids(name: str) -> tuple[int, ...]:
+    """Return the ids checked in a group of checkboxes, rejecting anything that is no id."""
+    numbers = []
+    for value in request.form.getlist(name):
+        number = parse_id(value)
+        if number is None:
+            abort(400, _("Choose one of the listed files."))
+        numbers.append(number)
+    return tuple(numbers)
 
 
 def _assignee(value: str) -> User | None:
@@ -362,16 +446,24 @@ def reply(reference: str) -> ResponseReturnValue:
             "error",
         )
         return redirect(url_for("tickets.show", reference=reference) + "#checklist")
+    back = redirect(url_for("tickets.show", reference=reference, template=template) + "#reply")
+    try:
+        files = _uploaded_files("files")
+    except UploadTooLargeError as exc:
+        flash(str(exc), "error")
+        return back
     message = Reply(
         subject=request.form.get("subject", ""),
         body=request.form.get("body", ""),
         template=template,
+        files=tuple(files),
+        ticket_attachment_ids=_form_ids("attach"),
     )
     try:
         send_reply(db.session, ticket, message, current_user.email)
     except (TransitionError, ConfigError) as exc:
         _flash_rejection(exc)
-        return redirect(url_for("tickets.show", reference=reference, template=template) + "#reply")
+        return back
     flash(_("Reply queued for delivery."), "success")
     return redirect(url_for("tickets.show", reference=reference) + "#reply")
 
