@@ -163,7 +163,7 @@ def test_tickets_json_lists_polled_ticket(imap_app: Flask, mailbox: Dovecot) -> 
 
 
 def test_connect_error_is_mailbox_error() -> None:
-    from inbox.mail.poller import MailboxConfig, connect
+    from inbox.mail.imap import MailboxConfig, connect
 
     config = MailboxConfig("x", "127.0.0.1", 1, "none", "u", "p", timeout_seconds=2)
     with pytest.raises(MailboxError):

@@ -30,9 +30,10 @@ from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from inbox.extensions import db
+from inbox.mail.imap import MailboxConfig
 from inbox.mail.ingest import MAX_PROCESS_ATTEMPTS
 from inbox.mail.locks import LockSettings, mailbox_lock
-from inbox.mail.poller import MailboxConfig, PollResult, poll_mailbox
+from inbox.mail.poller import PollResult, poll_mailbox
 from inbox.models.audit import AuditEvent, AuditTag
 from inbox.models.message import MailLocation, Message, RawMessage
 from inbox.models.ticket import Ticket
@@ -321,7 +322,7 @@ def test_poll_waits_for_server_that_restarts(
 
 
 def test_connect_sets_socket_timeout(mailbox: Dovecot) -> None:
-    from inbox.mail.poller import connect
+    from inbox.mail.imap import connect
 
     client = connect(imap_config(mailbox, timeout_seconds=7.0))
     try:

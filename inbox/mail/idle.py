@@ -19,7 +19,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from inbox.errors import MailboxError
-from inbox.mail.poller import (
+from inbox.mail.imap import (
     CONNECT_BACKOFF_SECONDS,
     DROPPED_CONNECTION_ERRORS,
     MailboxConfig,

@@ -8,22 +8,28 @@ re-marks what is left. Fetches use BODY.PEEK[] so reading never sets \\Seen by i
 from __future__ import annotations
 
 import logging
-import ssl
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import current_app, has_app_context
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.errors import MailboxError
+from inbox.mail.imap import (
+    CONNECT_BACKOFF_SECONDS,
+    DROPPED_CONNECTION_ERRORS,
+    MailboxConfig,
+    as_utc,
+    connect_with_retry,
+    logout_quietly,
+)
 from inbox.mail.ingest import (
     FetchedMail,
     IngestSettings,
@@ -42,42 +48,11 @@ from inbox.models.types import utcnow
 
 logger = logging.getLogger(__name__)
 
-CONNECT_ATTEMPTS = 4
-"""Connection attempts of one poll before it gives up and reports the error."""
-
-CONNECT_BACKOFF_SECONDS = 1.0
-"""First wait between connection attempts; doubled after each failure."""
-
 RECONNECT_ATTEMPTS = 5
 """Reconnections of one poll after its connection dropped mid-poll, before it reports the error."""
 
-DROPPED_CONNECTION_ERRORS = (OSError, IMAPClientAbortError)
-"""Errors of a lost connection: socket errors, timeouts (an OSError) and a server's BYE."""
-
 HEADERS_ONLY_SUFFIX = ":headers-only"
 """End of RawMessage.source for an oversize mail of which only the headers were stored."""
-
-
-@dataclass(frozen=True)
-class MailboxConfig:
-    """How to reach one IMAP folder and what to do with processed mail."""
-
-    name: str
-    host: str
-    port: int
-    security: str
-    username: str
-    password: str
-    folder: str = "INBOX"
-    processed_action: str = "seen"
-    processed_folder: str = "Processed"
-    timeout_seconds: float = 30.0
-    batch_size: int = 100
-    max_message_bytes: int = 40 * 1024 * 1024
-
-    def describe(self) -> str:
-        """Name the server and account for log lines and errors, without the password."""
-        return f"{self.username}@{self.host}:{self.port}/{self.folder}"
 
 
 @dataclass
@@ -92,81 +67,6 @@ class PollResult(IngestTally):
     marked: int = 0
     reconnects: int = 0
     skipped: bool = False
-
-
-def connect(config: MailboxConfig) -> IMAPClient:
-    """Open and log in to the IMAP server; translate every failure into MailboxError."""
-    context = ssl.create_default_context()
-    try:
-        client = IMAPClient(
-            config.host,
-            port=config.port,
-            ssl=config.security == "ssl",
-            ssl_context=context if config.security == "ssl" else None,
-            timeout=config.timeout_seconds,
-        )
-    except (OSError, IMAPClientError) as exc:
-        raise MailboxError(
-            f"cannot connect to IMAP server {config.host}:{config.port} as {config.username} "
-            f"({config.security}): {exc}"
-        ) from exc
-
-    # imapclient 4.1 sets imaplib's debug level to 5, which makes imaplib repr() every fetched
-    # literal for its log hook: about seven times slower fetches.
-    client._imap.debug = 0
-    client.normalise_times = False
-    try:
-        if config.security == "starttls":
-            client.starttls(context)
-        client.login(config.username, config.password)
-    except LoginError as exc:
-        close_quietly(client)
-        raise MailboxError(
-            f"IMAP login failed for {config.describe()}: check INBOX_IMAP_USER and "
-            f"INBOX_IMAP_PASSWORD ({exc})"
-        ) from exc
-    except (OSError, IMAPClientError) as exc:
-        close_quietly(client)
-        raise MailboxError(
-            f"IMAP session with {config.host}:{config.port} as {config.username} "
-            f"({config.security}) failed: {exc}"
-        ) from exc
-    return client
-
-
-def close_quietly(client: IMAPClient) -> None:
-    """Close the socket of a client whose session failed."""
-    try:
-        client.shutdown()
-    except (OSError, IMAPClientError):
-        logger.debug("closing a failed IMAP connection raised; it was already closed")
-
-
-def connect_with_retry(
-    config: MailboxConfig,
-    attempts: int = CONNECT_ATTEMPTS,
-    backoff_seconds: float = CONNECT_BACKOFF_SECONDS,
-    sleep: Callable[[float], None] = time.sleep,
-) -> IMAPClient:
-    """Connect, retrying with doubling waits; re-raise the last MailboxError when all fail."""
-    delay = backoff_seconds
-    for attempt in range(1, attempts + 1):
-        try:
-            return connect(config)
-        except MailboxError as exc:
-            if attempt == attempts:
-                raise
-            logger.warning(
-                "IMAP connect attempt %s of %s to %s failed, retrying in %.1f s: %s",
-                attempt,
-                attempts,
-                config.describe(),
-                delay,
-                exc,
-            )
-            sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
 
 
 def chunked(items: Sequence[int], size: int) -> Iterator[list[int]]:
@@ -585,21 +485,3 @@ def move_messages(client: IMAPClient, uids: list[int], folder: str) -> None:
         client.uid_expunge(uids)
     else:
         client.expunge()
-
-
-def as_utc(value: object) -> datetime:
-    """Return an IMAP INTERNALDATE as an aware UTC datetime."""
-    if not isinstance(value, datetime):
-        raise MailboxError(f"server returned an INTERNALDATE that is not a date: {value!r}")
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def logout_quietly(client: IMAPClient) -> None:
-    """Log out, ignoring a connection that is already gone."""
-    try:
-        client.logout()
-    except (OSError, IMAPClientError):
-        logger.debug("logout after poll failed; closing the socket")
-        close_quietly(client)

@@ -18,8 +18,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from inbox.errors import InputError, MailboxError
+from inbox.mail.imap import MailboxConfig
 from inbox.mail.ingest import IngestSettings, IngestTally, process_with_retries, store_raw
-from inbox.mail.poller import MailboxConfig, PollResult, poll_mailbox
+from inbox.mail.poller import PollResult, poll_mailbox
 from inbox.models.mailbox import Mailbox
 from inbox.secrets_box import decrypt_secret
 from inbox.services.replies import send_acknowledgement
