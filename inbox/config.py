@@ -21,7 +21,7 @@ IMAP_SECURITY_CHOICES = ("ssl", "starttls", "none")
 """Accepted values of INBOX_IMAP_SECURITY."""
 
 PROCESSED_ACTION_CHOICES = ("seen", "move")
-"""What the poller does on the server after a mail is committed: add \\Seen, or move it."""
+"""Server-side actions after a mail is committed: add \\Seen, or move it."""
 
 POLL_INTERVAL_SECONDS = 60
 """Default time between two polls of a mailbox."""
@@ -121,7 +121,7 @@ def is_loopback_host(host: str) -> bool:
 def load_settings(environ: Mapping[str, str], instance_path: Path) -> dict[str, Any]:
     """Read every setting from ``environ``, coerce it and fill in defaults.
 
-    :raises ConfigError: a variable holds a value that cannot be coerced.
+    :raises ConfigError: a variable contains a value that cannot be coerced.
     """
     settings: dict[str, Any] = {}
     for name, variable, coerce, default in SETTINGS:

@@ -39,7 +39,7 @@ IDLE_WATCHDOG_SECONDS = 300.0
 """Silence after which the connection is checked with DONE and NOOP, and reopened if dead."""
 
 IDLE_CHECK_SECONDS = 1.0
-"""Longest single wait for server data, so that ``stop`` is noticed within about a second."""
+"""Maximum single wait for server data, so that ``stop`` is noticed within about a second."""
 
 MAX_RECONNECT_DELAY_SECONDS = 300.0
 """Upper bound of the doubling wait between reconnections of the IDLE connection."""
@@ -123,7 +123,7 @@ def idle_until_stopped(
     while not stop.is_set():
         has_new_mail = wait_in_idle(client, stop, timing, last_poll)
         # DONE waits for the server's tagged OK within the socket timeout, so a dead connection
-        # raises here; NOOP then proves the session still answers.
+        # raises here; NOOP then proves the session still responds.
         client.idle_done()
         client.noop()
         if has_new_mail or time.monotonic() - last_poll >= timing.poll_interval_seconds:

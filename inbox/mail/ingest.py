@@ -50,7 +50,7 @@ BOUNCE_REASON = "requester address failed: a delivery report says our mail could
 
 @dataclass(frozen=True)
 class IngestSettings:
-    """What the pipeline needs from the app settings."""
+    """Settings of the ingest pipeline, taken from the app settings."""
 
     policy: SlaPolicy
     own_addresses: frozenset[str] = frozenset()
@@ -63,7 +63,7 @@ class IngestSettings:
 
 @dataclass(frozen=True)
 class Location:
-    """Where a message was fetched from on an IMAP server."""
+    """Position of a fetched message on an IMAP server."""
 
     mailbox: str
     uidvalidity: int
@@ -80,7 +80,7 @@ class StoreResult:
 
 @dataclass
 class ProcessResult:
-    """What processing one stored message did."""
+    """Outcome of processing one stored message."""
 
     ticket: Ticket
     new_ticket: bool

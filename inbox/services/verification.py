@@ -154,7 +154,7 @@ def identity_check_of(session: Session, step: WorkflowStep) -> IdentityCheck | N
 def _require_identity_check(session: Session, step: WorkflowStep) -> IdentityCheck:
     if step.step_id != IDENTITY_STEP_ID:
         raise WorkflowStateError(
-            f"step {step.step_id} holds no identity verification; use step {IDENTITY_STEP_ID}"
+            f"step {step.step_id} has no identity verification; use step {IDENTITY_STEP_ID}"
         )
     check = identity_check_of(session, step)
     if check is None:
@@ -220,7 +220,7 @@ def update_identity(
 def _pause_or_resume(
     session: Session, ticket: Ticket, status: IdentityStatus, actor: str, now: datetime
 ) -> None:
-    """Stop the clock while identity verification waits, when the organisation's setting says so."""
+    """Stop the clock while identity verification waits, when INBOX_SLA_PAUSE_FOR_IDENTITY is on."""
     if status is IdentityStatus.REQUESTED:
         if current_app.config.get("SLA_PAUSE_FOR_IDENTITY", False):
             pause_clock(session, ticket, actor, PAUSE_IDENTITY, now)
@@ -341,7 +341,7 @@ def add_search_record(
     ticket = _open_ticket_of(step)
     if step.step_id != SEARCH_STEP_ID:
         raise WorkflowStateError(
-            f"step {step.step_id} holds no search records; use step {SEARCH_STEP_ID}"
+            f"step {step.step_id} has no search records; use step {SEARCH_STEP_ID}"
         )
     system = record.system.strip()
     if not system or len(system) > MAX_SYSTEM_CHARS:
