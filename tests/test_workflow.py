@@ -529,7 +529,7 @@ def test_search_record_only_on_search_step(app: Flask) -> None:
     ticket = new_ticket(app)
     record = SearchRecordInput(system="CRM", result="data_found")
 
-    with pytest.raises(WorkflowStateError, match="holds no search records"):
+    with pytest.raises(WorkflowStateError, match="has no search records"):
         add_search_record(db.session, step_of(ticket, "clarify"), record, AGENT)
 
 
@@ -653,7 +653,7 @@ def test_identity_update_rejects_input(app: Flask, status: str, note: str, messa
 def test_identity_only_on_identity_step(app: Flask) -> None:
     ticket = doubtful_ticket(app)
 
-    with pytest.raises(WorkflowStateError, match="holds no identity verification"):
+    with pytest.raises(WorkflowStateError, match="has no identity verification"):
         update_identity(
             db.session, step_of(ticket, "search_systems"), IdentityChange("verified"), AGENT
         )
