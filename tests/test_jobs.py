@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -15,9 +16,12 @@ from sqlalchemy import select
 
 from inbox.extensions import db
 from inbox.jobs import POLL_QUEUE, build_cron_scheduler, poll_job, run_idle_pollers
+from inbox.mail.ingest import process_raw, store_raw
 from inbox.models.ticket import Ticket
+from inbox.services.intake import ingest_settings
+from inbox.services.replies import OUTGOING_QUEUE, send_acknowledgement
 from tests.factories import make_mail
-from tests.servers import Dovecot
+from tests.servers import Dovecot, SmtpSink
 
 
 @pytest.fixture
@@ -84,3 +88,28 @@ def test_idle_pollers_pick_up_new_mail(imap_app: Flask, mailbox: Dovecot) -> Non
 
     assert db.session.scalars(select(Ticket)).one().type == "access"
     assert not watcher.is_alive()
+
+
+def test_acknowledgement_delivered_by_rq_worker(
+    make_app: Any, redis_test_url: str, redis_connection: Redis, smtp_sink: SmtpSink
+) -> None:
+    app = make_app(
+        REDIS_URL=redis_test_url,
+        SMTP_HOST=smtp_sink.host,
+        SMTP_PORT=smtp_sink.port,
+        SMTP_SECURITY="none",
+        MAIL_FROM="privacy@example.org",
+    )
+    with app.app_context():
+        stored = store_raw(db.session, make_mail(), datetime.now(UTC), None, "test")
+        result = process_raw(db.session, stored.raw_message, ingest_settings(app.config))
+        db.session.commit()
+        send_acknowledgement(db.session, result.ticket.id)
+        assert smtp_sink.messages == []
+
+        queue = Queue(OUTGOING_QUEUE, connection=redis_connection)
+        SimpleWorker([queue], connection=redis_connection).work(burst=True)
+
+        assert len(smtp_sink.messages) == 1
+        assert smtp_sink.messages[0].rcpt_tos == ("jan@example.net",)
+        db.session.remove()
