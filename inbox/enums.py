@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TypeVar
+
+ChoiceT = TypeVar("ChoiceT", bound=StrEnum)
 
 
 class RequestType(StrEnum):
@@ -32,3 +35,18 @@ class TicketStatus(StrEnum):
     OPEN = "open"
     WAITING = "waiting"  # waiting for the requester, e.g. identity verification
     CLOSED = "closed"
+
+
+def parse_choice(
+    enum_type: type[ChoiceT], value: str, name: str, error: type[Exception]
+) -> ChoiceT:
+    """Return the member of ``enum_type`` whose value is ``value``.
+
+    :raises error: no member has that value; the message names ``name``, the value and the
+        allowed values.
+    """
+    try:
+        return enum_type(value)
+    except ValueError as exc:
+        allowed = ", ".join(member.value for member in enum_type)
+        raise error(f"unknown {name} {value!r}; allowed: {allowed}") from exc

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inbox.audit import record_event
-from inbox.enums import RequestType, TicketStatus
+from inbox.enums import RequestType, TicketStatus, parse_choice
 from inbox.errors import TransitionError
 from inbox.models.audit import AuditTag
 from inbox.models.ticket import ReferenceCounter, Ticket
@@ -125,11 +125,7 @@ def change_type(
 
     :raises TransitionError: ``new_type`` is not a request type.
     """
-    try:
-        request_type = RequestType(new_type)
-    except ValueError as exc:
-        accepted = ", ".join(t.value for t in RequestType)
-        raise TransitionError(f"unknown request type {new_type!r}; accepted: {accepted}") from exc
+    request_type = parse_choice(RequestType, new_type, "request type", TransitionError)
     if ticket.type == request_type:
         return False
 
@@ -164,11 +160,7 @@ def change_status(session: Session, ticket: Ticket, new_status: str, actor: str)
 
     :raises TransitionError: ``new_status`` is not a ticket status.
     """
-    try:
-        status = TicketStatus(new_status)
-    except ValueError as exc:
-        accepted = ", ".join(s.value for s in TicketStatus)
-        raise TransitionError(f"unknown status {new_status!r}; accepted: {accepted}") from exc
+    status = parse_choice(TicketStatus, new_status, "status", TransitionError)
     if ticket.status == status:
         return False
 

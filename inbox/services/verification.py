@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inbox.audit import record_event
+from inbox.enums import parse_choice
 from inbox.mail.outgoing import MailFile
 from inbox.models.audit import AuditTag
 from inbox.models.message import Attachment, Blob, Message
@@ -174,13 +175,7 @@ def update_identity(
     :raises WorkflowStateError: unknown status, note too long, closed ticket or wrong step.
     """
     ticket = _open_ticket_of(step)
-    try:
-        status = IdentityStatus(change.status)
-    except ValueError as exc:
-        allowed = ", ".join(s.value for s in IdentityStatus)
-        raise WorkflowStateError(
-            f"unknown identity status {change.status!r}; allowed: {allowed}"
-        ) from exc
+    status = parse_choice(IdentityStatus, change.status, "identity status", WorkflowStateError)
     note = change.note.strip()
     if len(note) > MAX_CHECKED_NOTE_CHARS:
         raise WorkflowStateError(
@@ -346,13 +341,7 @@ def add_search_record(
     system = record.system.strip()
     if not system or len(system) > MAX_SYSTEM_CHARS:
         raise WorkflowStateError(f"a system name needs 1 to {MAX_SYSTEM_CHARS} characters")
-    try:
-        result = SearchResult(record.result)
-    except ValueError as exc:
-        allowed = ", ".join(r.value for r in SearchResult)
-        raise WorkflowStateError(
-            f"unknown search result {record.result!r}; allowed: {allowed}"
-        ) from exc
+    result = parse_choice(SearchResult, record.result, "search result", WorkflowStateError)
     note = record.note.strip()
     if len(note) > MAX_SEARCH_NOTE_CHARS:
         raise WorkflowStateError(f"a search note has at most {MAX_SEARCH_NOTE_CHARS} characters")

@@ -15,7 +15,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from inbox.audit import SYSTEM_ACTOR, record_event
-from inbox.enums import TicketStatus
+from inbox.enums import TicketStatus, parse_choice
 from inbox.errors import InboxError, TransitionError
 from inbox.models.audit import AuditTag
 from inbox.models.message import Attachment
@@ -548,11 +548,7 @@ def close_ticket(
     :raises WorkflowStateError: unknown outcome, ticket already closed, or open required steps
         without a manager's override.
     """
-    try:
-        result = Outcome(outcome)
-    except ValueError as exc:
-        allowed = ", ".join(o.value for o in Outcome)
-        raise WorkflowStateError(f"unknown outcome {outcome!r}; allowed: {allowed}") from exc
+    result = parse_choice(Outcome, outcome, "outcome", WorkflowStateError)
     if ticket.is_closed:
         raise WorkflowStateError(f"ticket {ticket.reference} is closed already")
     blocking = [step.step_id for step in open_required_steps(session, ticket)]
