@@ -109,7 +109,7 @@ LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
 
 
 def is_loopback_host(host: str) -> bool:
-    """Tell whether ``host`` names this machine, so that unencrypted IMAP cannot leak a password."""
+    """Tell whether ``host`` names this machine; only such hosts may use unencrypted IMAP or SMTP."""
     if host.lower() in LOOPBACK_NAMES:
         return True
     try:

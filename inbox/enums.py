@@ -29,7 +29,7 @@ class RequestType(StrEnum):
 
 
 class TicketStatus(StrEnum):
-    """Where a ticket stands in its life."""
+    """Stage of a ticket's life."""
 
     NEW = "new"
     OPEN = "open"

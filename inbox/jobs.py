@@ -65,7 +65,7 @@ def make_app() -> Flask:
 
 
 def run_poll_loop(app: Flask, stop: threading.Event | None = None) -> None:
-    """Poll every POLL_INTERVAL_SECONDS until ``stop`` is set; errors are logged, never raised."""
+    """Poll every POLL_INTERVAL_SECONDS until ``stop`` is set; a failed poll is logged and skipped."""
     interval = app.config["POLL_INTERVAL_SECONDS"]
     stop = stop or threading.Event()
     logger.info("polling every %s s", interval)

@@ -1,7 +1,7 @@
 """Load and validate step workflows, and plan their steps: pure, no database, no clock reading.
 
 A workflow is one YAML file per request type in ``workflows/``. Each step has an id, and a title
-and a description in Dutch and English. It says whether it is required, which role does it, its
+and a description in Dutch and English. It states whether it is required, which role does it, its
 kind (task, reply, approval or decision) and the GDPR articles it serves. Optional fields give a
 due offset and conditions on earlier decisions. ``validate_workflow`` lists every problem with
 the file, step id and field, so that an author can fix a file in one pass.

@@ -58,7 +58,7 @@ def reset_postgres_schema(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Return the URL of an empty test database, checking that its server answers."""
+    """Return the URL of an empty test database, checking that its server responds."""
     if database_kind() == "postgresql":
         url = postgres_url()
         require_postgres(url)
@@ -212,7 +212,7 @@ def auth(client: FlaskClient, admin: Any) -> AuthActions:
 
 @pytest.fixture(scope="session")
 def redis_test_url() -> str:
-    """Return the test Redis URL after checking that Redis answers."""
+    """Return the test Redis URL after checking that Redis responds."""
     url = redis_url()
     require_redis(url)
     return url

@@ -151,7 +151,7 @@ def test_browser_retype_ticket_english_and_dutch(
     screenshots = tmp_path / "screenshots"
     screenshots.mkdir()
 
-    # English: the browser asks for en-US.
+    # English: the browser requests en-US.
     context = open_context(browser, "en-US")
     page = context.new_page()
     sign_in(page, live_server, "Sign in")
@@ -181,7 +181,7 @@ def test_browser_retype_ticket_english_and_dutch(
     expect(page.locator("h1")).to_have_text("Queue")
     context.close()
 
-    # Dutch: a fresh profile whose browser asks for nl-NL, with no switch clicked.
+    # Dutch: a fresh profile whose browser requests nl-NL, with no switch clicked.
     context = open_context(browser, "nl-NL")
     page = context.new_page()
     sign_in(page, live_server, "Inloggen")

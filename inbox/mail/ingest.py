@@ -57,7 +57,7 @@ class IngestSettings:
     max_attachment_bytes: int | None = None
     colleague_domains: frozenset[str] = frozenset()
     # Called with the session and the ticket id after the commit that opened a ticket, for the
-    # acknowledgement mail; a failure there is logged and never undoes the ingest.
+    # acknowledgement mail. A failure there is logged and does not undo the ingest.
     after_new_ticket: Callable[[Session, int], object] | None = None
 
 

@@ -39,7 +39,7 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 @dataclass(frozen=True)
 class LockSettings:
-    """Where mailbox locks live: Redis when ``redis_url`` is set, else files in ``lock_dir``."""
+    """Location of mailbox locks: Redis when ``redis_url`` is set, else files in ``lock_dir``."""
 
     redis_url: str = ""
     lock_dir: Path | None = None

@@ -380,8 +380,8 @@ def _walk(
     attachments: list[ParsedAttachment] = []
     for part in _leaf_parts(message):
         if not part.is_multipart() and part.get_content_maintype() == "multipart":
-            # A multipart whose boundary is missing or never found has no parts; its content is
-            # the sender's text with boundary lines in it, which is more use shown than hidden.
+            # A multipart whose boundary is missing or never found has no parts. Its content is the
+            # sender's text with boundary lines in it, which is more useful shown than hidden.
             payload = part.get_payload(decode=True)
             payload = payload if isinstance(payload, bytes) else b""
             plain.append(decode_bytes(payload, part.get_content_charset(), defects, "body"))

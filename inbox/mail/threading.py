@@ -120,7 +120,7 @@ def match_thread(session: Session, parsed: ParsedMail) -> ThreadMatch:
 
 
 MAX_MERGE_HOPS = 20
-"""Longest chain of merged tickets followed; a longer one means a cycle in bad data."""
+"""Maximum length of a chain of merged tickets that is followed; a longer one means a cycle in bad data."""
 
 
 def follow_merges(session: Session, ticket: Ticket) -> Ticket:
@@ -147,7 +147,7 @@ def ticket_by_message_ids(session: Session, message_ids: list[str]) -> Ticket | 
 
 
 def find_bounced_ticket(session: Session, raw: bytes) -> Ticket | None:
-    """Return the ticket of the message that a delivery report (RFC 3464) says failed."""
+    """Return the ticket of the message that a delivery report (RFC 3464) reports as failed."""
     message_ids = reported_message_ids(raw)
     return ticket_by_message_ids(session, message_ids)
 

@@ -20,7 +20,7 @@ TNEF_CONTENT_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 
 @dataclass
 class TnefContent:
-    """What a TNEF part holds: the message body and the files, as (name, bytes) pairs."""
+    """Contents of a TNEF part: the message body and the files, as (name, bytes) pairs."""
 
     body: str = ""
     files: list[tuple[str, bytes]] = field(default_factory=list)

@@ -14,7 +14,7 @@ from inbox.models.types import UTCDateTime, utcnow
 
 
 class AuditTag(StrEnum):
-    """What happened, as ``source:subject:action``."""
+    """Kind of audited change, as ``source:subject:action``."""
 
     TICKET_CREATE = "ticket:ticket:create"
     TICKET_TYPE_CHANGE = "ticket:type:change"

@@ -53,7 +53,7 @@ class RawMessage(db.Model):  # type: ignore[name-defined,misc]
 
 
 class MailLocation(db.Model):  # type: ignore[name-defined,misc]
-    """Where a raw message sits on an IMAP server: mailbox, UIDVALIDITY and UID.
+    """Position of a raw message on an IMAP server: mailbox, UIDVALIDITY and UID.
 
     A re-fetch of a known location is a no-op. The server-side mark (flag or move) is done only
     for locations whose raw message is committed and processed.

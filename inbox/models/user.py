@@ -15,7 +15,7 @@ from inbox.models.types import UTCDateTime, utcnow
 
 
 class Role(StrEnum):
-    """What a user may do."""
+    """Permission level of a user."""
 
     ADMIN = "admin"
     MANAGER = "manager"

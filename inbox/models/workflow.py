@@ -45,7 +45,7 @@ class Outcome(StrEnum):
 
 
 class IdentityStatus(StrEnum):
-    """Where the identity verification of a requester stands (GDPR Art. 12(6))."""
+    """State of the identity verification of a requester (GDPR Art. 12(6))."""
 
     NOT_NEEDED = "not_needed"
     REQUESTED = "requested"  # waiting for the requester's additional information

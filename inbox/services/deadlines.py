@@ -64,7 +64,7 @@ def paused_time(session: Session, ticket: Ticket) -> timedelta:
 
 
 def effective_due_at(session: Session, ticket: Ticket, now: datetime) -> datetime | None:
-    """Return the due moment as it stands at ``now``, counting a pause that is still running."""
+    """Return the due moment as it is at ``now``, counting a pause that is still running."""
     if ticket.due_at is None:
         return None
     pause = open_pause(session, ticket)
@@ -186,7 +186,7 @@ def require_extension(session: Session, ticket: Ticket) -> None:
 def pause_clock(
     session: Session, ticket: Ticket, actor: str, reason: str, now: datetime
 ) -> ClockPause | None:
-    """Stop the ticket's legal clock; return None when it has no clock or stands still already."""
+    """Stop the ticket's legal clock; return None when it has no clock or is paused already."""
     if ticket.due_at is None or ticket.is_closed or open_pause(session, ticket) is not None:
         return None
     pause = ClockPause(ticket_id=ticket.id, reason=reason, started_at=now, started_by=actor)

@@ -547,7 +547,7 @@ def acknowledgement_block(session: Session, ticket: Ticket, now: datetime) -> st
     if recent is not None:
         return "an automatic mail went to this address within 24 hours"
     if ticket.due_at is not None and ticket.due_at <= now:
-        # A backlog import would otherwise promise an answer by a date already gone.
+        # A backlog import would otherwise promise a reply by a date that has passed.
         return "the due date has passed"
     return None
 

@@ -58,7 +58,7 @@ def next_reference(session: Session, request_type: RequestType, year: int) -> st
 
 @dataclass
 class NewTicket:
-    """What is known about a ticket when it is opened."""
+    """Fields of a ticket known when it is opened."""
 
     request_type: RequestType
     received_at: datetime
