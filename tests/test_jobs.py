@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 from inbox.extensions import db
 from inbox.jobs import POLL_QUEUE, build_cron_scheduler, poll_job, run_idle_pollers
-from inbox.mail.ingest import process_raw, store_raw
+from inbox.mail.ingest import process_batch, store_raw
 from inbox.models.ticket import Ticket
 from inbox.services.intake import ingest_settings
-from inbox.services.replies import OUTGOING_QUEUE, send_acknowledgement
+from inbox.services.replies import OUTGOING_QUEUE
 from tests.factories import make_mail
 from tests.servers import Dovecot, SmtpSink
 
@@ -102,9 +102,8 @@ def test_acknowledgement_delivered_by_rq_worker(
     )
     with app.app_context():
         stored = store_raw(db.session, make_mail(), datetime.now(UTC), None, "test")
-        result = process_raw(db.session, stored.raw_message, ingest_settings(app.config))
         db.session.commit()
-        send_acknowledgement(db.session, result.ticket.id)
+        process_batch(db.session, [stored.raw_message.id], ingest_settings(app.config))
         assert smtp_sink.messages == []
 
         queue = Queue(OUTGOING_QUEUE, connection=redis_connection)

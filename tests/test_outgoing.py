@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from inbox.errors import ConfigError
 from inbox.extensions import db
 from inbox.mail.filters import LOOP_HEADER
-from inbox.mail.ingest import process_raw, store_raw
+from inbox.mail.ingest import process_batch, store_raw
 from inbox.mail.outgoing import (
     MailFile,
     SmtpSettings,
@@ -36,7 +36,6 @@ from inbox.services.replies import (
     AttachmentTooLargeError,
     Reply,
     render_draft,
-    send_acknowledgement,
     send_reply,
 )
 from inbox.services.users import create_user
@@ -68,12 +67,11 @@ def mail_app(make_app: Any, smtp_sink: SmtpSink) -> Iterator[Flask]:
 
 
 def ingest(app: Flask, raw: bytes, received_at: datetime | None = None) -> Ticket:
-    """Store and process one mail, commit, then run the after-commit acknowledgement hook."""
+    """Store one mail and process it as the poller does: commit, then deliver the acknowledgement."""
     when = received_at or datetime.now(UTC)
     stored = store_raw(db.session, raw, when, None, "test")
-    result = process_raw(db.session, stored.raw_message, ingest_settings(app.config))
     db.session.commit()
-    send_acknowledgement(db.session, result.ticket.id)
+    [result] = process_batch(db.session, [stored.raw_message.id], ingest_settings(app.config))
     return result.ticket
 
 

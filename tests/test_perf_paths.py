@@ -23,6 +23,7 @@ from inbox.mail.ingest import (
 from inbox.models.audit import AuditEvent, AuditTag
 from inbox.models.message import MailLocation, RawMessage
 from inbox.models.ticket import Ticket
+from inbox.models.workflow import MailDelivery
 from inbox.services.intake import ingest_settings, use_sqlite_wal
 from tests.factories import make_mail
 
@@ -34,9 +35,9 @@ def count(model: Any) -> int:
     return db.session.scalar(select(func.count()).select_from(model)) or 0
 
 
-def stored_ids(mails: list[bytes]) -> list[int]:
+def stored_ids(mails: list[bytes], received: datetime = RECEIVED) -> list[int]:
     """Store mails as imported files, commit, and return their raw message ids."""
-    ids = [store_raw(db.session, raw, RECEIVED, None, "test").raw_message.id for raw in mails]
+    ids = [store_raw(db.session, raw, received, None, "test").raw_message.id for raw in mails]
     db.session.commit()
     return ids
 
@@ -114,22 +115,57 @@ def test_process_batch_fault_rolls_back_one_message(
     assert verify_chain(db.session).is_intact
 
 
-def test_process_batch_hook_runs_after_commit(app: Flask) -> None:
-    ids = stored_ids([make_mail(message_id="<hook@example.net>")])
+def test_process_batch_delivers_acknowledgements_after_commit(make_app: Any) -> None:
+    app = make_app(MAIL_FROM="privacy@example.org")
+    with app.app_context():
+        check_acknowledgements_delivered_after_commit(app)
+
+
+def check_acknowledgements_delivered_after_commit(app: Flask) -> None:
+    """Ingest two requests; the deliver hook must see both queued mails committed."""
+    ids = stored_ids(
+        [
+            make_mail(message_id="<hook1@example.net>", sender="one@example.net"),
+            make_mail(message_id="<hook2@example.net>", sender="two@example.net"),
+        ],
+        # A request whose deadline has passed gets no acknowledgement.
+        received=datetime.now(UTC),
+    )
     committed: list[int] = []
 
-    def hook(session: Any, ticket_id: int) -> None:
-        # A second connection can read the ticket only after the batch is committed.
+    def deliver(session: Any, delivery_ids: list[int]) -> None:
+        # A second connection sees the queued mail only once the batch is committed.
         with db.engine.connect() as connection:
-            found = connection.execute(select(Ticket.id).where(Ticket.id == ticket_id)).first()
-        committed.append(0 if found is None else 1)
+            found = connection.execute(
+                select(MailDelivery.id).where(MailDelivery.id.in_(delivery_ids))
+            ).all()
+        committed.append(len(found))
 
     settings = ingest_settings(app.config)
-    settings = type(settings)(**{**settings.__dict__, "after_new_ticket": hook})
+    settings = type(settings)(**{**settings.__dict__, "deliver": deliver})
 
-    process_batch(db.session, ids, settings)
+    results = process_batch(db.session, ids, settings)
 
-    assert committed == [1]
+    assert committed == [2]
+    assert all(result.delivery_id is not None for result in results)
+
+
+def test_acknowledgement_fault_keeps_the_ticket(app: Flask) -> None:
+    ids = stored_ids([make_mail(message_id="<fault@example.net>")])
+
+    def acknowledge(session: Any, ticket: Ticket) -> None:
+        record_event(session, AuditTag.MAIL_SUPPRESS, SYSTEM_ACTOR, ticket, {"reason": "x"})
+        raise RuntimeError("template broke")
+
+    settings = ingest_settings(app.config)
+    settings = type(settings)(**{**settings.__dict__, "acknowledge": acknowledge})
+
+    results = process_batch(db.session, ids, settings)
+
+    assert [(r.new_ticket, r.quarantined, r.delivery_id) for r in results] == [(True, False, None)]
+    assert count(Ticket) == 1
+    assert count(MailDelivery) == 0
+    assert verify_chain(db.session).is_intact
 
 
 def test_process_batch_skips_processed_message(app: Flask) -> None:

@@ -56,9 +56,13 @@ class IngestSettings:
     own_addresses: frozenset[str] = frozenset()
     max_attachment_bytes: int | None = None
     colleague_domains: frozenset[str] = frozenset()
-    # Called with the session and the ticket id after the commit that opened a ticket, for the
-    # acknowledgement mail. A failure there is logged and does not undo the ingest.
-    after_new_ticket: Callable[[Session, int], object] | None = None
+    # Called in the transaction that opens a ticket, after its first message is added, to queue
+    # the acknowledgement; returns the queued delivery or None. A fault there is logged and
+    # rolls back only the acknowledgement, never the ticket.
+    acknowledge: Callable[[Session, Ticket], object | None] | None = None
+    # Called after the batch commit with the ids of the deliveries queued in it, to send them.
+    # A fault there is logged; the mail stays queued.
+    deliver: Callable[[Session, list[int]], object] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class ProcessResult:
     new_ticket: bool
     quarantined: bool = False
     notes: list[str] = field(default_factory=list)
+    delivery_id: int | None = None
 
 
 @dataclass
@@ -303,7 +308,23 @@ def process_raw(
         ticket.possible_followup_of = match.possible_followup_of.id
     add_message(session, ticket, raw_message, parsed, auto)
     raw_message.processed_at = utcnow()
-    return ProcessResult(ticket, new_ticket=True)
+    return ProcessResult(ticket, new_ticket=True, delivery_id=acknowledge(session, ticket, settings))
+
+
+def acknowledge(session: Session, ticket: Ticket, settings: IngestSettings) -> int | None:
+    """Queue a new ticket's acknowledgement in its own SAVEPOINT; return the delivery id.
+
+    A fault rolls back only the acknowledgement: the ticket is opened either way.
+    """
+    if settings.acknowledge is None:
+        return None
+    try:
+        with session.begin_nested():
+            delivery = settings.acknowledge(session, ticket)
+    except Exception:  # noqa: BLE001 - the ticket must survive a fault in its mail
+        logger.error("acknowledgement of ticket %s failed", ticket.reference, exc_info=True)
+        return None
+    return getattr(delivery, "id", None)
 
 
 def new_ticket_for(parsed: ParsedMail, raw_message: RawMessage, auto: AutoCheck) -> NewTicket:
@@ -494,8 +515,9 @@ def process_batch(
     """Process stored messages in one transaction with a SAVEPOINT each, then commit once.
 
     A message that fails is rolled back alone and retried, and quarantined after
-    MAX_PROCESS_ATTEMPTS. The after-commit hook runs for each new ticket once the batch is
-    committed. Messages already processed elsewhere are left out of the returned list.
+    MAX_PROCESS_ATTEMPTS. The acknowledgements queued in the batch are handed to
+    ``settings.deliver`` once it is committed. Messages already processed elsewhere are left
+    out of the returned list.
 
     :param raw_by_id: raw bytes the caller still holds, so they are not read back from the
         database; each must be the stored bytes of that id.
@@ -517,8 +539,7 @@ def process_batch(
             results.append(result)
     session.commit()
 
-    for result in results:
-        run_after_new_ticket(session, result, settings)
+    deliver_queued_acknowledgements(session, results, settings)
     return results
 
 
@@ -568,17 +589,18 @@ def process_in_savepoint(
                 return quarantine(session, raw_message, settings, f"processing failed: {error}")
 
 
-def run_after_new_ticket(session: Session, result: ProcessResult, settings: IngestSettings) -> None:
-    """Run the after-commit hook for a newly opened, non-quarantined ticket."""
-    if settings.after_new_ticket is None or not result.new_ticket or result.quarantined:
+def deliver_queued_acknowledgements(
+    session: Session, results: list[ProcessResult], settings: IngestSettings
+) -> None:
+    """Hand the acknowledgements committed with a batch to ``settings.deliver``."""
+    delivery_ids = [r.delivery_id for r in results if r.delivery_id is not None]
+    if settings.deliver is None or not delivery_ids:
         return
     try:
-        settings.after_new_ticket(session, result.ticket.id)
-    except Exception:  # noqa: BLE001 - the ticket is committed; a mail fault must not undo it
+        settings.deliver(session, delivery_ids)
+    except Exception:  # noqa: BLE001 - the tickets are committed; a mail fault must not undo them
         session.rollback()
-        logger.error(
-            "after-commit hook for ticket %s failed", result.ticket.reference, exc_info=True
-        )
+        logger.error("delivery of %s acknowledgements failed", len(delivery_ids), exc_info=True)
 
 
 def process_pending(session: Session, settings: IngestSettings) -> list[ProcessResult]:

@@ -23,7 +23,7 @@ from inbox.mail.ingest import IngestSettings, IngestTally, process_with_retries,
 from inbox.mail.poller import PollResult, poll_mailbox
 from inbox.models.mailbox import Mailbox
 from inbox.secrets_box import decrypt_secret
-from inbox.services.replies import send_acknowledgement
+from inbox.services.replies import dispatch, queue_acknowledgement
 from inbox.services.tickets import sla_policy
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ def ingest_settings(config: Mapping[str, Any]) -> IngestSettings:
         policy=sla_policy(config),
         own_addresses=frozenset(own),
         max_attachment_bytes=config["MAX_ATTACHMENT_BYTES"],
-        after_new_ticket=send_acknowledgement if config["AUTO_ACKNOWLEDGE"] else None,
+        acknowledge=queue_acknowledgement if config["AUTO_ACKNOWLEDGE"] else None,
+        deliver=dispatch,
     )
 
 

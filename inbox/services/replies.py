@@ -284,6 +284,16 @@ def queue_reply(session: Session, ticket: Ticket, reply: Reply, actor: str) -> M
         notice after the original deadline, or a file that is too large or not the ticket's.
     :raises ConfigError: no sender address is configured.
     """
+    return queue_delivery(session, ticket, reply, actor).message
+
+
+def queue_delivery(session: Session, ticket: Ticket, reply: Reply, actor: str) -> MailDelivery:
+    """Store a reply like ``queue_reply`` and return its queued delivery; the caller commits.
+
+    :raises WorkflowStateError: empty or too long text, no requester address, an extension
+        notice after the original deadline, or a file that is too large or not the ticket's.
+    :raises ConfigError: no sender address is configured.
+    """
     subject, body = reply.subject.strip(), reply.body.strip()
     if not subject or len(subject) > MAX_SUBJECT_CHARS or not body or len(body) > MAX_BODY_CHARS:
         raise WorkflowStateError("a reply needs a subject and a text within the length limits")
@@ -322,7 +332,7 @@ def queue_reply(session: Session, ticket: Ticket, reply: Reply, actor: str) -> M
     message = _store_outgoing(session, ticket, mail, message_id, raw, now)
     stored = [store_file(session, message, item, len(item.data)) for item in files]
     delivery = MailDelivery(
-        message_pk=message.id,
+        message=message,
         ticket_id=ticket.id,
         recipient=mail.recipient.lower(),
         template=reply.template,
@@ -358,7 +368,7 @@ def queue_reply(session: Session, ticket: Ticket, reply: Reply, actor: str) -> M
         actor,
         len(stored),
     )
-    return message
+    return delivery
 
 
 def _store_outgoing(
@@ -511,13 +521,10 @@ def send_queued_mail(session: Session) -> tuple[int, int]:
 
 def send_reply(session: Session, ticket: Ticket, reply: Reply, actor: str) -> Message:
     """Queue a reply, commit, then deliver it; the ticket page calls this."""
-    message = queue_reply(session, ticket, reply, actor)
-    delivery_id = session.scalars(
-        select(MailDelivery.id).where(MailDelivery.message_pk == message.id)
-    ).one()
+    delivery = queue_delivery(session, ticket, reply, actor)
     session.commit()
-    dispatch(session, [delivery_id])
-    return message
+    dispatch(session, [delivery.id])
+    return delivery.message
 
 
 def acknowledgement_block(session: Session, ticket: Ticket, now: datetime) -> str | None:
@@ -552,17 +559,17 @@ def acknowledgement_block(session: Session, ticket: Ticket, now: datetime) -> st
     return None
 
 
-def send_acknowledgement(session: Session, ticket_id: int) -> Message | None:
-    """Acknowledge a newly committed request ticket, then deliver the mail; safe to run twice.
+def queue_acknowledgement(session: Session, ticket: Ticket) -> MailDelivery | None:
+    """Queue the acknowledgement of a new request ticket in the caller's transaction.
 
-    Call it after the commit that opened the ticket. Returns None when no mail is due, and
-    audits why (automatic mail, our own address, a recent automatic mail to the same address).
+    The ingest calls this in the transaction that opens the ticket, so the ticket and its
+    acknowledgement are committed together and delivered after the commit (a transactional
+    outbox). Returns None when no mail is due, and audits why: automatic mail, our own address,
+    a recent automatic mail to the same address, or no sender address configured. Safe to run
+    twice. The caller commits.
     """
-    ticket = session.get(Ticket, ticket_id)
-    if ticket is None:
-        return None
     done = session.scalars(
-        select(MailDelivery.id).where(
+        select(MailDelivery).where(
             MailDelivery.ticket_id == ticket.id, MailDelivery.template == "acknowledgement"
         )
     ).first()
@@ -570,20 +577,15 @@ def send_acknowledgement(session: Session, ticket_id: int) -> Message | None:
         return None
 
     reason = acknowledgement_block(session, ticket, utcnow())
-    if reason is not None:
-        record_event(session, AuditTag.MAIL_SUPPRESS, SYSTEM_ACTOR, ticket, {"reason": reason})
-        session.commit()
-        logger.info("no acknowledgement for ticket %s: %s", ticket.reference, reason)
-        return None
-    try:
-        draft = render_draft(session, ticket, "acknowledgement")
-        reply = Reply(draft.subject, draft.body, "acknowledgement", is_automatic=True)
-        return send_reply(session, ticket, reply, SYSTEM_ACTOR)
-    except ConfigError as exc:
-        session.rollback()
-        ticket = session.get(Ticket, ticket_id)
-        assert ticket is not None
-        record_event(session, AuditTag.MAIL_SUPPRESS, SYSTEM_ACTOR, ticket, {"reason": str(exc)})
-        session.commit()
-        logger.warning("no acknowledgement for ticket %s: %s", ticket.reference, exc)
-        return None
+    if reason is None:
+        try:
+            with session.begin_nested():
+                draft = render_draft(session, ticket, "acknowledgement")
+                reply = Reply(draft.subject, draft.body, "acknowledgement", is_automatic=True)
+                return queue_delivery(session, ticket, reply, SYSTEM_ACTOR)
+        except ConfigError as exc:
+            reason = str(exc)
+    record_event(session, AuditTag.MAIL_SUPPRESS, SYSTEM_ACTOR, ticket, {"reason": reason})
+    logger.info("no acknowledgement for ticket %s: %s", ticket.reference, reason)
+    return None
+
