@@ -12,12 +12,12 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
-from sqlalchemy.orm import Session, SessionTransaction, scoped_session
+from sqlalchemy.orm import Session
 
 from inbox.models.audit import AuditEvent, AuditTag
 from inbox.models.types import utcnow
+from inbox.txcache import transaction_cache
 
 if TYPE_CHECKING:
     from inbox.models.ticket import Ticket
@@ -33,8 +33,8 @@ SYSTEM_ACTOR = "system"
 _ADVISORY_LOCK_KEY = 7_240_331
 """PostgreSQL advisory lock id that serialises appends to the chain."""
 
-_TAIL_KEY = "inbox.audit.chain_tail"
-"""Key in ``Session.info`` of the (transaction, hash) pair of the last event this session added."""
+_TAIL_KEY = "audit.chain_tail"
+"""Key in the transaction cache of the hash of the last event this session added."""
 
 
 def compute_hash(event: AuditEvent) -> str:
@@ -86,15 +86,8 @@ def record_event(
     event.hash = compute_hash(event)
     session.add(event)
     session.flush()
-    session.info[_TAIL_KEY] = (current_transaction(session), event.hash)
+    transaction_cache(session)[_TAIL_KEY] = event.hash
     return event
-
-
-def current_transaction(session: Session | scoped_session[Session]) -> SessionTransaction | None:
-    """Return the outermost transaction of a session or of a scoped session's current one."""
-    if isinstance(session, scoped_session):
-        return session().get_transaction()
-    return session.get_transaction()
 
 
 def cached_tail(session: Session) -> str | None:
@@ -104,23 +97,8 @@ def cached_tail(session: Session) -> str | None:
     lock taken before the first event is held until the transaction ends. On SQLite the event's
     INSERT holds the database's write lock until then.
     """
-    cached = session.info.get(_TAIL_KEY)
-    if cached is None:
-        return None
-    transaction, tail = cached
-    if transaction is not current_transaction(session):
-        return None
-    return str(tail)
-
-
-@sa_event.listens_for(Session, "after_soft_rollback")
-def _forget_tail(session: Session, previous_transaction: SessionTransaction) -> None:
-    """Drop the cached tail after any rollback, a SAVEPOINT's included.
-
-    A rollback removes the events it covered, and on PostgreSQL it also releases an advisory
-    lock taken after the savepoint, so the next event must take the lock and read the tail again.
-    """
-    session.info.pop(_TAIL_KEY, None)
+    tail = transaction_cache(session).get(_TAIL_KEY)
+    return None if tail is None else str(tail)
 
 
 @dataclass(frozen=True)

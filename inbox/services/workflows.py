@@ -31,6 +31,7 @@ from inbox.models.workflow import (
     WorkflowVersion,
 )
 from inbox.services.tickets import change_status
+from inbox.txcache import transaction_cache
 from inbox.workflow import (
     SHIPPED_WORKFLOW_DIR,
     Applicability,
@@ -127,6 +128,7 @@ def add_version(
     )
     session.add(version)
     session.flush()
+    transaction_cache(session)[("workflow_version", request_type)] = version
 
     record_event(
         session,
@@ -146,8 +148,10 @@ def version_in_force(
 
     :raises WorkflowError: no version is stored yet and the shipped file is invalid.
     """
-    version = latest_version(session, request_type)
+    cache = transaction_cache(session)
+    version = cache.get(("workflow_version", request_type)) or latest_version(session, request_type)
     if version is not None:
+        cache[("workflow_version", request_type)] = version
         return version
     path = directory / f"{request_type}.yaml"
     workflow, issues = check_file(path)
@@ -165,6 +169,7 @@ def start_workflow(session: Session, ticket: Ticket, actor: str) -> WorkflowInst
     version = version_in_force(session, ticket.type)
     instance = WorkflowInstance(ticket_id=ticket.id, version=version)
     session.add(instance)
+    transaction_cache(session)[("workflow_instance", ticket.id)] = instance
     for position, step in enumerate(workflow_of(version).steps):
         instance.steps.append(_new_step(version, step, position))
     _apply_plan(instance, ticket)
@@ -183,6 +188,9 @@ def start_workflow(session: Session, ticket: Ticket, actor: str) -> WorkflowInst
 
 def instance_of(session: Session, ticket: Ticket) -> WorkflowInstance | None:
     """Return the ticket's workflow instance, or None for a ticket opened before workflows."""
+    started = transaction_cache(session).get(("workflow_instance", ticket.id))
+    if started is not None:
+        return started  # type: ignore[no-any-return]
     return session.scalars(
         select(WorkflowInstance).where(WorkflowInstance.ticket_id == ticket.id)
     ).first()
