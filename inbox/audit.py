@@ -84,8 +84,8 @@ def record_event(
         prev_hash=previous or GENESIS_HASH,
     )
     event.hash = compute_hash(event)
+    # The next flush writes the event, in one statement with the other events of that flush.
     session.add(event)
-    session.flush()
     transaction_cache(session)[_TAIL_KEY] = event.hash
     return event
 

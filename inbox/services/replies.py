@@ -579,10 +579,10 @@ def queue_acknowledgement(session: Session, ticket: Ticket) -> MailDelivery | No
     reason = acknowledgement_block(session, ticket, utcnow())
     if reason is None:
         try:
-            with session.begin_nested():
-                draft = render_draft(session, ticket, "acknowledgement")
-                reply = Reply(draft.subject, draft.body, "acknowledgement", is_automatic=True)
-                return queue_delivery(session, ticket, reply, SYSTEM_ACTOR)
+            draft = render_draft(session, ticket, "acknowledgement")
+            reply = Reply(draft.subject, draft.body, "acknowledgement", is_automatic=True)
+            # A missing sender address raises before queue_delivery writes anything.
+            return queue_delivery(session, ticket, reply, SYSTEM_ACTOR)
         except ConfigError as exc:
             reason = str(exc)
     record_event(session, AuditTag.MAIL_SUPPRESS, SYSTEM_ACTOR, ticket, {"reason": reason})
