@@ -67,7 +67,7 @@ def mail_app(make_app: Any, smtp_sink: SmtpSink) -> Iterator[Flask]:
 
 
 def ingest(app: Flask, raw: bytes, received_at: datetime | None = None) -> Ticket:
-    """Store one mail and process it as the poller does: commit, then deliver the acknowledgement."""
+    """Store and process one mail as the poller does, which delivers its acknowledgement."""
     when = received_at or datetime.now(UTC)
     stored = store_raw(db.session, raw, when, None, "test")
     db.session.commit()

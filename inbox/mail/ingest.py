@@ -25,11 +25,12 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from inbox.audit import SYSTEM_ACTOR, record_event
-from inbox.classify import classify
+from inbox.classify import Classification, classify
 from inbox.enums import RequestType, TicketStatus
 from inbox.errors import ParseError
 from inbox.mail.filters import AutoCheck, check_automatic
 from inbox.mail.parse import ParsedMail, parse_message
+from inbox.mail.parsepool import Prepared
 from inbox.mail.quoting import split_reply
 from inbox.mail.threading import find_bounced_ticket, find_forwarded, match_thread
 from inbox.models.audit import AuditTag
@@ -56,6 +57,8 @@ class IngestSettings:
     own_addresses: frozenset[str] = frozenset()
     max_attachment_bytes: int | None = None
     colleague_domains: frozenset[str] = frozenset()
+    # Parse and classify a poll's large backlog in a second process (see parsepool).
+    parse_worker: bool = False
     # Called in the transaction that opens a ticket, after its first message is added, to queue
     # the acknowledgement; returns the queued delivery or None. A fault there is logged and
     # rolls back only the acknowledgement, never the ticket.
@@ -252,15 +255,25 @@ def store_fetched(session: Session, fetched: list[FetchedMail], source: str) -> 
 
 
 def process_raw(
-    session: Session, raw_message: RawMessage, settings: IngestSettings
+    session: Session,
+    raw_message: RawMessage,
+    settings: IngestSettings,
+    prepared: Prepared | None = None,
 ) -> ProcessResult:
     """Turn a stored raw message into a new ticket or a message on an existing one.
 
     A message that cannot be parsed becomes a quarantined ticket that shows the raw bytes; the
     caller commits either way.
+
+    :param prepared: the parse and classification a parse worker already made of these bytes.
     """
     try:
-        parsed = parse_message(raw_message.raw, max_attachment_bytes=settings.max_attachment_bytes)
+        if prepared is not None:
+            parsed = prepared.parsed_or_raise()
+        else:
+            parsed = parse_message(
+                raw_message.raw, max_attachment_bytes=settings.max_attachment_bytes
+            )
     except ParseError as exc:
         logger.warning("raw message %s could not be parsed, quarantined: %s", raw_message.id, exc)
         return quarantine(session, raw_message, settings, f"parse failed: {exc}")
@@ -281,7 +294,9 @@ def process_raw(
         raw_message.processed_at = utcnow()
         return ProcessResult(match.ticket, new_ticket=False)
 
-    new = new_ticket_for(parsed, raw_message, auto)
+    new = new_ticket_for(
+        parsed, raw_message, auto, prepared.classification if prepared is not None else None
+    )
     forwarded = None
     if not auto.is_automatic:
         forwarded = find_forwarded(
@@ -308,7 +323,8 @@ def process_raw(
         ticket.possible_followup_of = match.possible_followup_of.id
     add_message(session, ticket, raw_message, parsed, auto)
     raw_message.processed_at = utcnow()
-    return ProcessResult(ticket, new_ticket=True, delivery_id=acknowledge(session, ticket, settings))
+    delivery_id = acknowledge(session, ticket, settings)
+    return ProcessResult(ticket, new_ticket=True, delivery_id=delivery_id)
 
 
 def acknowledge(session: Session, ticket: Ticket, settings: IngestSettings) -> int | None:
@@ -327,10 +343,17 @@ def acknowledge(session: Session, ticket: Ticket, settings: IngestSettings) -> i
     return getattr(delivery, "id", None)
 
 
-def new_ticket_for(parsed: ParsedMail, raw_message: RawMessage, auto: AutoCheck) -> NewTicket:
+def new_ticket_for(
+    parsed: ParsedMail,
+    raw_message: RawMessage,
+    auto: AutoCheck,
+    classification: Classification | None = None,
+) -> NewTicket:
     """Classify a mail that starts a conversation and describe the ticket to open for it."""
-    new_text, _quoted = split_reply(parsed.text)
-    result = classify(parsed.subject, new_text)
+    result = classification
+    if result is None:
+        new_text, _quoted = split_reply(parsed.text)
+        result = classify(parsed.subject, new_text)
     new = NewTicket(
         request_type=result.type,
         received_at=raw_message.internaldate,
@@ -511,6 +534,7 @@ def process_batch(
     raw_message_ids: Iterable[int],
     settings: IngestSettings,
     raw_by_id: dict[int, bytes] | None = None,
+    prepared: dict[int, Prepared] | None = None,
 ) -> list[ProcessResult]:
     """Process stored messages in one transaction with a SAVEPOINT each, then commit once.
 
@@ -521,6 +545,7 @@ def process_batch(
 
     :param raw_by_id: raw bytes the caller still holds, so they are not read back from the
         database; each must be the stored bytes of that id.
+    :param prepared: parses and classifications a parse worker made, by raw message id.
     """
     ids = list(raw_message_ids)
     if not ids:
@@ -534,7 +559,9 @@ def process_batch(
 
     results = []
     for raw_message_id in ids:
-        result = process_in_savepoint(session, raw_message_id, settings)
+        result = process_in_savepoint(
+            session, raw_message_id, settings, (prepared or {}).get(raw_message_id)
+        )
         if result is not None:
             results.append(result)
     session.commit()
@@ -559,7 +586,10 @@ def begin_write_transaction(session: Session) -> None:
 
 
 def process_in_savepoint(
-    session: Session, raw_message_id: int, settings: IngestSettings
+    session: Session,
+    raw_message_id: int,
+    settings: IngestSettings,
+    prepared: Prepared | None = None,
 ) -> ProcessResult | None:
     """Process one stored message in a SAVEPOINT of the caller's transaction; the caller commits.
 
@@ -571,7 +601,7 @@ def process_in_savepoint(
             return None
         try:
             with session.begin_nested():
-                return process_raw(session, raw_message, settings)
+                return process_raw(session, raw_message, settings, prepared)
         except IntegrityError:
             # Another worker processed it at the same moment; its commit wins.
             logger.info("raw message %s was processed concurrently", raw_message_id)

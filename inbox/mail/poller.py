@@ -11,6 +11,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.errors import MailboxError
+from inbox.mail import parsepool
 from inbox.mail.imap import (
     CONNECT_BACKOFF_SECONDS,
     DROPPED_CONNECTION_ERRORS,
@@ -41,6 +43,7 @@ from inbox.mail.ingest import (
     store_raw,
 )
 from inbox.mail.locks import LockSettings, mailbox_lock
+from inbox.mail.parsepool import ParsePool, Prepared
 from inbox.models.audit import AuditTag
 from inbox.models.mailbox import Mailbox
 from inbox.models.message import MailLocation, RawMessage
@@ -266,15 +269,53 @@ def poll_connected(
         len(new_uids),
     )
 
-    for batch in chunked(new_uids, config.batch_size):
-        raw_by_id = fetch_and_store(session, client, config, settings, uidvalidity, batch, result)
-        for processed in process_batch(session, list(raw_by_id), settings, raw_by_id):
-            result.count(processed)
-        if after_batch is not None:
-            after_batch(client, result)
+    pool = start_parse_pool(settings, len(new_uids))
+    try:
+        waiting: list[tuple[dict[int, bytes], Future[dict[int, Prepared]] | None]] = []
+        for batch in chunked(new_uids, config.batch_size):
+            raw_by_id = fetch_and_store(
+                session, client, config, settings, uidvalidity, batch, result
+            )
+            waiting.append((raw_by_id, pool.submit(raw_by_id) if pool is not None else None))
+            # With a parse worker, the newest batch is parsed there while the one before it
+            # is written; without one, each batch is processed as soon as it is stored.
+            while len(waiting) > (0 if pool is None else 1):
+                process_fetched(session, client, settings, result, pool, *waiting.pop(0))
+                if after_batch is not None:
+                    after_batch(client, result)
+        for item in waiting:
+            process_fetched(session, client, settings, result, pool, *item)
+            if after_batch is not None:
+                after_batch(client, result)
+    finally:
+        if pool is not None:
+            pool.close()
 
     result.marked += mark_processed(session, client, config, uidvalidity)
     return result
+
+
+def start_parse_pool(settings: IngestSettings, new_messages: int) -> ParsePool | None:
+    """Return a parse worker for a poll with a large backlog, or None to parse in this process."""
+    if not settings.parse_worker or new_messages < parsepool.MIN_MESSAGES:
+        return None
+    logger.info("%s new messages: parsing them in a worker process", new_messages)
+    return ParsePool(settings.max_attachment_bytes)
+
+
+def process_fetched(
+    session: Session,
+    client: IMAPClient,
+    settings: IngestSettings,
+    result: PollResult,
+    pool: ParsePool | None,
+    raw_by_id: dict[int, bytes],
+    job: Future[dict[int, Prepared]] | None,
+) -> None:
+    """Process a stored batch with what the parse worker prepared of it, if anything."""
+    prepared = pool.results(job) if pool is not None else {}
+    for processed in process_batch(session, list(raw_by_id), settings, raw_by_id, prepared):
+        result.count(processed)
 
 
 def pending_raw_ids(session: Session, mailbox: str) -> list[int]:

@@ -72,6 +72,7 @@ def ingest_settings(config: Mapping[str, Any]) -> IngestSettings:
         policy=sla_policy(config),
         own_addresses=frozenset(own),
         max_attachment_bytes=config["MAX_ATTACHMENT_BYTES"],
+        parse_worker=bool(config.get("PARSE_WORKER", False)),
         acknowledge=queue_acknowledgement if config["AUTO_ACKNOWLEDGE"] else None,
         deliver=dispatch,
     )

@@ -1,0 +1,136 @@
+"""Parse and classify fetched mail in a second process while the poller writes to the database.
+
+Parsing and classifying are pure: they read the raw bytes and nothing else. A poll with a large
+backlog hands each fetched batch to a worker process and writes the previous batch meanwhile,
+so a machine with two cores does both at once. Anything that goes wrong in the worker (a crash,
+a fault, a time-out) makes the poller do that work itself, so the pool can only speed a poll up,
+never lose or change a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+from inbox.classify import Classification, classify
+from inbox.errors import ParseError
+from inbox.mail.parse import ParsedMail, parse_message
+from inbox.mail.quoting import split_reply
+
+logger = logging.getLogger(__name__)
+
+MIN_MESSAGES = 300
+"""Fewest new messages in one poll for which starting a worker process pays off."""
+
+RESULT_TIMEOUT_SECONDS = 300.0
+"""Longest wait for one batch's results before the poller parses the batch itself."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The pure work on one raw message: its parse and classification, or the parse error."""
+
+    parsed: ParsedMail | None
+    parse_error: str | None = None
+    classification: Classification | None = None
+
+    def parsed_or_raise(self) -> ParsedMail:
+        """Return the parsed mail, or raise the ParseError the worker met."""
+        if self.parsed is None:
+            raise ParseError(self.parse_error or "the mail could not be parsed")
+        return self.parsed
+
+
+def prepare(raw: bytes, max_attachment_bytes: int | None) -> Prepared:
+    """Parse a raw message and classify its new text, as ``process_raw`` would.
+
+    :raises Exception: any fault other than a ParseError; the caller then leaves the message
+        to the poller's own processing and its retries.
+    """
+    try:
+        parsed = parse_message(raw, max_attachment_bytes=max_attachment_bytes)
+    except ParseError as exc:
+        return Prepared(None, parse_error=str(exc))
+    new_text, _quoted = split_reply(parsed.text)
+    return Prepared(parsed, classification=classify(parsed.subject, new_text))
+
+
+def prepare_batch(
+    raw_by_id: dict[int, bytes], max_attachment_bytes: int | None
+) -> dict[int, Prepared]:
+    """Prepare every message of a batch in the worker; a message that faults is left out.
+
+    The parsed headers travel as a plain dict, because a mapping proxy cannot be pickled.
+    """
+    prepared = {}
+    for raw_message_id, raw in raw_by_id.items():
+        try:
+            result = prepare(raw, max_attachment_bytes)
+        except Exception:  # noqa: BLE001 - the poller processes this message itself
+            logger.warning("worker could not prepare raw message %s", raw_message_id)
+            continue
+        if result.parsed is not None:
+            plain = replace(result.parsed, headers=dict(result.parsed.headers))
+            result = replace(result, parsed=plain)
+        prepared[raw_message_id] = result
+    return prepared
+
+
+def _restore_headers(prepared: Prepared) -> Prepared:
+    """Give a worker's parsed mail back its read-only header mapping."""
+    if prepared.parsed is None:
+        return prepared
+    headers = MappingProxyType(dict(prepared.parsed.headers))
+    return replace(prepared, parsed=replace(prepared.parsed, headers=headers))
+
+
+class ParsePool:
+    """One worker process that prepares batches; after any fault the poller works alone."""
+
+    def __init__(self, max_attachment_bytes: int | None) -> None:
+        self.max_attachment_bytes = max_attachment_bytes
+        # spawn starts a clean interpreter: forking a process that holds database and IMAP
+        # connections, or threads, would copy them into the worker.
+        self._executor: ProcessPoolExecutor | None = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+        )
+
+    def submit(self, raw_by_id: dict[int, bytes]) -> Future[dict[int, Prepared]] | None:
+        """Start preparing a batch; return None when the pool is closed or broken."""
+        if self._executor is None or not raw_by_id:
+            return None
+        try:
+            return self._executor.submit(prepare_batch, raw_by_id, self.max_attachment_bytes)
+        except Exception as exc:  # noqa: BLE001 - a broken pool leaves the work to the poller
+            self._give_up(f"{type(exc).__name__}: {exc}")
+            return None
+
+    def results(self, job: Future[dict[int, Prepared]] | None) -> dict[int, Prepared]:
+        """Wait for a batch; return {} when it failed, so the poller prepares it itself."""
+        if job is None:
+            return {}
+        try:
+            prepared = job.result(timeout=RESULT_TIMEOUT_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - a crash or time-out of the worker
+            self._give_up(f"{type(exc).__name__}: {exc}")
+            return {}
+        return {key: _restore_headers(value) for key, value in prepared.items()}
+
+    def close(self) -> None:
+        """Stop the worker process."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _give_up(self, reason: str) -> None:
+        logger.error("parse worker failed, the poller parses the rest itself: %s", reason)
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        # A hung worker would make shutdown wait for ever, so it is killed first.
+        for process in list(getattr(executor, "_processes", {}).values()):
+            process.kill()
+        executor.shutdown(wait=False, cancel_futures=True)
