@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -149,3 +153,45 @@ def test_poll_with_worker_matches_poll_without(
     assert "parsing them in a worker process" in caplog.text
     assert len(snapshots[0]) > 20
     assert snapshots[0] == snapshots[1]
+
+
+KILLED_POLLER = """
+import time
+from inbox.mail.parsepool import ParsePool
+
+if __name__ == "__main__":
+    pool = ParsePool(None)
+    pool.results(pool.submit({1: b"Subject: x\\r\\n\\r\\nbody\\r\\n"}))
+    print(next(iter(pool._executor._processes)), flush=True)
+    time.sleep(120)
+"""
+
+
+def is_running(pid: int) -> bool:
+    """Tell whether a process exists and has not exited (a zombie counts as exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_worker_exits_when_poller_is_killed() -> None:
+    poller = subprocess.Popen(
+        [sys.executable, "-c", KILLED_POLLER],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert poller.stdout is not None
+    worker_pid = int(poller.stdout.readline())
+    assert is_running(worker_pid)
+
+    poller.send_signal(signal.SIGKILL)
+    poller.wait()
+    poller.stdout.close()
+
+    deadline = time.monotonic() + 10 * parsepool.PARENT_CHECK_SECONDS
+    while is_running(worker_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not is_running(worker_pid)

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -27,6 +30,9 @@ MIN_MESSAGES = 300
 
 RESULT_TIMEOUT_SECONDS = 300.0
 """Longest wait for one batch's results before the poller parses the batch itself."""
+
+PARENT_CHECK_SECONDS = 1.0
+"""How often the worker checks that the poller that started it is still alive."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,21 @@ def _restore_headers(prepared: Prepared) -> Prepared:
     return replace(prepared, parsed=replace(prepared.parsed, headers=headers))
 
 
+def watch_parent(parent_pid: int) -> None:
+    """Start a thread in the worker that ends the worker once its poller is gone.
+
+    A poller killed with SIGKILL cannot stop its worker, and the worker would otherwise wait
+    for work for ever.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 class ParsePool:
     """One worker process that prepares batches; after any fault the poller works alone."""
 
@@ -95,7 +116,10 @@ class ParsePool:
         # spawn starts a clean interpreter: forking a process that holds database and IMAP
         # connections, or threads, would copy them into the worker.
         self._executor: ProcessPoolExecutor | None = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=watch_parent,
+            initargs=(os.getpid(),),
         )
 
     def submit(self, raw_by_id: dict[int, bytes]) -> Future[dict[int, Prepared]] | None:

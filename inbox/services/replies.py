@@ -384,11 +384,9 @@ def _store_outgoing(
         # Marked processed, so the ingest pipeline never reads our own mail as a request.
         processed_at=now,
     )
-    session.add(raw_message)
-    session.flush()
     message = Message(
         ticket=ticket,
-        raw_message_id=raw_message.id,
+        raw_message=raw_message,
         direction="out",
         message_id=message_id,
         in_reply_to=[mail.in_reply_to] if mail.in_reply_to else [],
@@ -402,8 +400,8 @@ def _store_outgoing(
         text=mail.text,
         is_automatic=mail.is_automatic,
     )
+    # The caller's flush writes both rows.
     session.add(message)
-    session.flush()
     return message
 
 

@@ -167,13 +167,12 @@ def version_in_force(
 def start_workflow(session: Session, ticket: Ticket, actor: str) -> WorkflowInstance:
     """Plan a new ticket's checklist from the workflow version in force, and audit it."""
     version = version_in_force(session, ticket.type)
-    instance = WorkflowInstance(ticket_id=ticket.id, version=version)
+    instance = WorkflowInstance(ticket=ticket, version=version)
     session.add(instance)
     transaction_cache(session)[("workflow_instance", ticket.id)] = instance
     for position, step in enumerate(workflow_of(version).steps):
         instance.steps.append(_new_step(version, step, position))
     _apply_plan(instance, ticket)
-    session.flush()
 
     record_event(
         session,
@@ -337,7 +336,6 @@ def check_step(
     step.completed_at = utcnow()
     step.completed_by = actor
     _apply_plan(step.instance, ticket)
-    session.flush()
 
     record_event(
         session,
