@@ -8,10 +8,12 @@ Run as root (the private Dovecot needs it): ``python bench/bench_ingest.py --cou
   it, with no database;
 - end to end: ``poll_mailboxes`` from connect to committed tickets, on an empty database, with
   the acknowledgement of each new request written to the file outbox (``--no-acknowledge``
-  turns acknowledgements off, to measure the ingest alone).
+  turns acknowledgements off, to measure the ingest alone; ``--redis-url`` makes the poll
+  enqueue them on RQ for a worker instead, as a deployment with Redis does).
 
-Peak memory is the child's maximum resident set size (``resource.getrusage``). The result is a
-Markdown table on standard output. PostgreSQL runs use the database ``inbox_bench`` on
+Peak memory is the child's maximum resident set size (``resource.getrusage``), and separately
+that of its parse worker process, if the poll started one. The result is a Markdown table on
+standard output. PostgreSQL runs use the database ``inbox_bench`` on
 INBOX_BENCH_POSTGRES_URL (default ``postgresql+psycopg2://postgres@127.0.0.1:5432/inbox_bench``),
 which is dropped and created again before each run.
 """
@@ -80,10 +82,11 @@ with app.app_context():
     results, errors = poll_mailboxes(db.session, app.config)
     seconds = time.perf_counter() - started
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(json.dumps({
     "count": sum(r.fetched for r in results), "errors": [str(e) for e in errors],
     "tickets": sum(r.new_tickets + r.replies + r.quarantined for r in results),
-    "seconds": seconds, "max_rss_kib": rss,
+    "seconds": seconds, "max_rss_kib": rss, "worker_rss_kib": worker_rss,
 }))
 """
 """Child process of the end-to-end measurement: one poll into an empty database."""
@@ -136,12 +139,14 @@ def fresh_database(kind: str, workdir: Path) -> str:
     return url
 
 
-def end_to_end(dovecot: Dovecot, kind: str, workdir: Path, acknowledge: bool) -> dict[str, Any]:
+def end_to_end(
+    dovecot: Dovecot, kind: str, workdir: Path, acknowledge: bool, redis_url: str
+) -> dict[str, Any]:
     """Poll the whole mailbox into an empty database in a child process."""
     config = {
         "SECRET_KEY": "bench",
         "SQLALCHEMY_DATABASE_URI": fresh_database(kind, workdir),
-        "REDIS_URL": "",
+        "REDIS_URL": redis_url,
         "POLL_INLINE": False,
         "IMAP_HOST": "127.0.0.1",
         "IMAP_PORT": dovecot.port,
@@ -155,10 +160,26 @@ def end_to_end(dovecot: Dovecot, kind: str, workdir: Path, acknowledge: bool) ->
         "MAIL_FROM": "privacy@example.org",
         "AUTO_ACKNOWLEDGE": acknowledge,
     }
-    return run_child(E2E_CHILD, json.dumps(config), str(workdir / f"instance-{kind}"))
+    try:
+        return run_child(E2E_CHILD, json.dumps(config), str(workdir / f"instance-{kind}"))
+    finally:
+        if redis_url:
+            empty_outgoing_queue(redis_url)
 
 
-def measure(count: int, kinds: list[str], seed: int, acknowledge: bool) -> list[dict[str, Any]]:
+def empty_outgoing_queue(redis_url: str) -> None:
+    """Drop the delivery jobs the measurement enqueued, so no worker sends them later."""
+    from redis import Redis
+    from rq import Queue
+
+    from inbox.services.replies import OUTGOING_QUEUE
+
+    Queue(OUTGOING_QUEUE, connection=Redis.from_url(redis_url)).empty()
+
+
+def measure(
+    count: int, kinds: list[str], seed: int, acknowledge: bool, redis_url: str
+) -> list[dict[str, Any]]:
     """Fill a fresh Dovecot with ``count`` messages and run every measurement on it."""
     workdir = Path(tempfile.mkdtemp(prefix="pi-bench-", dir="/tmp"))
     dovecot = start_dovecot(workdir)
@@ -169,8 +190,12 @@ def measure(count: int, kinds: list[str], seed: int, acknowledge: bool) -> list[
         )
         rows = [{"n": count, "mib": size / 2**20, "kind": "raw fetch + parse", **raw}]
         for kind in kinds:
-            result = end_to_end(dovecot, kind, workdir, acknowledge)
-            label = f"end to end, {kind}" + ("" if acknowledge else ", no acknowledgement")
+            result = end_to_end(dovecot, kind, workdir, acknowledge, redis_url)
+            label = f"end to end, {kind}"
+            if not acknowledge:
+                label += ", no acknowledgement"
+            elif redis_url:
+                label += ", acknowledgements to RQ"
             rows.append({"n": count, "mib": size / 2**20, "kind": label, **result})
             rows[-1]["share"] = raw["seconds"] / result["seconds"]
         return rows
@@ -180,13 +205,18 @@ def measure(count: int, kinds: list[str], seed: int, acknowledge: bool) -> list[
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     """Print the measurements as a Markdown table."""
-    print("| N | MiB | measurement | seconds | msg/s | peak RSS MiB | share of raw rate |")
-    print("| ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+    print(
+        "| N | MiB | measurement | seconds | msg/s | peak RSS MiB | parse worker RSS MiB "
+        "| share of raw rate |"
+    )
+    print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         share = f"{row['share']:.0%}" if "share" in row else ""
+        worker = f"{row['worker_rss_kib'] / 1024:.0f}" if row.get("worker_rss_kib") else ""
         print(
             f"| {row['n']} | {row['mib']:.0f} | {row['kind']} | {row['seconds']:.1f} | "
-            f"{row['count'] / row['seconds']:.0f} | {row['max_rss_kib'] / 1024:.0f} | {share} |"
+            f"{row['count'] / row['seconds']:.0f} | {row['max_rss_kib'] / 1024:.0f} | "
+            f"{worker} | {share} |"
         )
 
 
@@ -202,11 +232,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="turn off the acknowledgement mail of new requests (INBOX_AUTO_ACKNOWLEDGE)",
     )
+    parser.add_argument(
+        "--redis-url",
+        default="",
+        help="enqueue acknowledgements on RQ at this Redis (its outgoing queue is emptied after)",
+    )
     args = parser.parse_args(argv)
 
     rows = []
     for count in args.count:
-        rows.extend(measure(count, args.db, args.seed, args.acknowledge))
+        rows.extend(measure(count, args.db, args.seed, args.acknowledge, args.redis_url))
         for row in rows:
             if row.get("errors"):
                 print(f"poll errors at N={count}: {row['errors']}", file=sys.stderr)
