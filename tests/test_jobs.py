@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from inbox.extensions import db
 from inbox.jobs import POLL_QUEUE, build_cron_scheduler, poll_job, run_idle_pollers
-from inbox.mail.ingest import process_batch, store_raw
+from inbox.mail.ingest import process_batch
+from inbox.mail.store import store_raw
 from inbox.models.ticket import Ticket
 from inbox.services.intake import ingest_settings
 from inbox.services.replies import OUTGOING_QUEUE

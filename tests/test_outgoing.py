@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from inbox.errors import ConfigError
 from inbox.extensions import db
 from inbox.mail.filters import LOOP_HEADER
-from inbox.mail.ingest import process_batch, store_raw
+from inbox.mail.ingest import process_batch
 from inbox.mail.outgoing import (
     MailFile,
     SmtpSettings,
@@ -26,6 +26,7 @@ from inbox.mail.outgoing import (
     safe_attachment_name,
     verify_message_id,
 )
+from inbox.mail.store import store_raw
 from inbox.models.audit import AuditEvent, AuditTag
 from inbox.models.message import Attachment, Blob, Message
 from inbox.models.ticket import Ticket

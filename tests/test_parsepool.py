@@ -19,10 +19,11 @@ from inbox.classify import classify
 from inbox.errors import ParseError
 from inbox.extensions import db
 from inbox.mail import parsepool
-from inbox.mail.ingest import process_raw, store_raw
+from inbox.mail.ingest import process_raw
 from inbox.mail.parse import parse_message
 from inbox.mail.parsepool import ParsePool, Prepared, prepare, prepare_batch
 from inbox.mail.quoting import split_reply
+from inbox.mail.store import store_raw
 from inbox.models.ticket import Ticket
 from inbox.services.intake import ingest_settings, poll_mailboxes
 from tests.conftest import empty_database

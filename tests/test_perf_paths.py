@@ -11,12 +11,12 @@ from sqlalchemy import func, select
 
 from inbox.audit import SYSTEM_ACTOR, cached_tail, record_event, verify_chain
 from inbox.extensions import db
-from inbox.mail.ingest import (
+from inbox.mail.ingest import process_batch
+from inbox.mail.store import (
     FetchedMail,
     Location,
     header_block,
     message_id_of,
-    process_batch,
     store_fetched,
     store_raw,
 )
@@ -165,6 +165,13 @@ def test_acknowledgement_fault_keeps_the_ticket(app: Flask) -> None:
     assert [(r.new_ticket, r.quarantined, r.delivery_id) for r in results] == [(True, False, None)]
     assert count(Ticket) == 1
     assert count(MailDelivery) == 0
+    reasons = [
+        event.data["reason"]
+        for event in db.session.scalars(
+            select(AuditEvent).where(AuditEvent.tag == str(AuditTag.MAIL_SUPPRESS))
+        )
+    ]
+    assert reasons == ["acknowledgement failed: RuntimeError: template broke"]
     assert verify_chain(db.session).is_intact
 
 

@@ -1,6 +1,7 @@
 """From raw bytes to a ticket: store first, then parse, filter, thread, classify and open.
 
-Both the IMAP poller and the file importer go through ``store_raw`` and ``process_raw``. The raw
+Both the IMAP poller and the file importer go through ``store_raw`` (in ``store``) and
+``process_raw``. The raw
 bytes are committed before anything else happens, so a crash at any later point leaves a stored,
 unprocessed message that the next run picks up with ``process_pending``.
 
@@ -11,11 +12,9 @@ per message.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
@@ -34,7 +33,7 @@ from inbox.mail.parsepool import Prepared
 from inbox.mail.quoting import split_reply
 from inbox.mail.threading import find_bounced_ticket, find_forwarded, match_thread
 from inbox.models.audit import AuditTag
-from inbox.models.message import Attachment, Blob, MailLocation, Message, RawMessage
+from inbox.models.message import Attachment, Blob, Message, RawMessage
 from inbox.models.ticket import Ticket
 from inbox.models.types import utcnow
 from inbox.services.tickets import NewTicket, change_status, open_ticket
@@ -68,23 +67,6 @@ class IngestSettings:
     deliver: Callable[[Session, list[int]], object] | None = None
 
 
-@dataclass(frozen=True)
-class Location:
-    """Position of a fetched message on an IMAP server."""
-
-    mailbox: str
-    uidvalidity: int
-    uid: int
-
-
-@dataclass
-class StoreResult:
-    """The stored raw message and whether this call created it."""
-
-    raw_message: RawMessage
-    created: bool
-
-
 @dataclass
 class ProcessResult:
     """Outcome of processing one stored message."""
@@ -116,142 +98,6 @@ class IngestTally:
             self.new_tickets += 1
         else:
             self.replies += 1
-
-
-def header_block(raw: bytes, limit: int = 65536) -> bytes:
-    """Return the header section of a raw message: up to the first empty line, at most ``limit``."""
-    head = raw[:limit]
-    # Every end found is a blank line, so the parser stops at or before the earliest one.
-    ends = [
-        position + len(separator)
-        for separator in (b"\r\n\r\n", b"\n\n")
-        if (position := head.find(separator)) != -1
-    ]
-    return head[: min(ends)] if ends else head
-
-
-def message_id_of(raw: bytes) -> str:
-    """Read the Message-ID header without a full parse; return "" when there is none."""
-    try:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(header_block(raw), headersonly=True)
-        value = str(headers.get("Message-ID", "") or "")
-    except Exception:  # noqa: BLE001 - the standard parser's faults on hostile headers vary
-        return ""
-    return value.strip().strip("<>")[:998]
-
-
-def store_raw(
-    session: Session, raw: bytes, received_at: datetime, location: Location | None, source: str
-) -> StoreResult:
-    """Store the raw bytes and their location unless already stored; the caller commits.
-
-    A known location is a no-op. Known bytes at a new location (a mailbox restored under a new
-    UIDVALIDITY, a copy in a second folder) only add the location.
-    """
-    if location is not None:
-        known = session.scalars(
-            select(MailLocation).where(
-                MailLocation.mailbox == location.mailbox,
-                MailLocation.uidvalidity == location.uidvalidity,
-                MailLocation.uid == location.uid,
-            )
-        ).first()
-        if known is not None:
-            return StoreResult(known.raw_message, created=False)
-
-    digest = hashlib.sha256(raw).hexdigest()
-    raw_message = session.scalars(select(RawMessage).where(RawMessage.sha256 == digest)).first()
-    created = raw_message is None
-    if raw_message is None:
-        raw_message = RawMessage(
-            sha256=digest,
-            message_id=message_id_of(raw),
-            size=len(raw),
-            raw=raw,
-            internaldate=received_at,
-            source=source,
-        )
-        session.add(raw_message)
-        session.flush()
-
-    if location is not None:
-        session.add(
-            MailLocation(
-                mailbox=location.mailbox,
-                uidvalidity=location.uidvalidity,
-                uid=location.uid,
-                raw_message_id=raw_message.id,
-            )
-        )
-        session.flush()
-    return StoreResult(raw_message, created)
-
-
-@dataclass(frozen=True)
-class FetchedMail:
-    """Raw bytes fetched from an IMAP server, with their INTERNALDATE and location."""
-
-    raw: bytes
-    received_at: datetime
-    location: Location
-
-
-def store_fetched(session: Session, fetched: list[FetchedMail], source: str) -> list[StoreResult]:
-    """Store a batch of fetched mail like ``store_raw`` with two look-ups for the whole batch.
-
-    Every item must come from the same mailbox and UIDVALIDITY. The caller commits.
-    """
-    if not fetched:
-        return []
-    first = fetched[0].location
-    known = {
-        location.uid: location
-        for location in session.scalars(
-            select(MailLocation).where(
-                MailLocation.mailbox == first.mailbox,
-                MailLocation.uidvalidity == first.uidvalidity,
-                MailLocation.uid.in_([item.location.uid for item in fetched]),
-            )
-        )
-    }
-    digests = [hashlib.sha256(item.raw).hexdigest() for item in fetched]
-    by_digest = {
-        raw_message.sha256: raw_message
-        for raw_message in session.scalars(
-            select(RawMessage).where(RawMessage.sha256.in_(set(digests)))
-        )
-    }
-
-    results = []
-    for item, digest in zip(fetched, digests, strict=True):
-        location = known.get(item.location.uid)
-        if location is not None:
-            results.append(StoreResult(location.raw_message, created=False))
-            continue
-        raw_message = by_digest.get(digest)
-        created = raw_message is None
-        if raw_message is None:
-            raw_message = RawMessage(
-                sha256=digest,
-                message_id=message_id_of(item.raw),
-                size=len(item.raw),
-                raw=item.raw,
-                internaldate=item.received_at,
-                source=source,
-            )
-            session.add(raw_message)
-            by_digest[digest] = raw_message
-        location = MailLocation(
-            mailbox=item.location.mailbox,
-            uidvalidity=item.location.uidvalidity,
-            uid=item.location.uid,
-            raw_message=raw_message,
-        )
-        session.add(location)
-        known[item.location.uid] = location
-        results.append(StoreResult(raw_message, created))
-    session.flush()
-    return results
 
 
 def process_raw(
@@ -327,19 +173,22 @@ def process_raw(
     return ProcessResult(ticket, new_ticket=True, delivery_id=delivery_id)
 
 
-def acknowledge(session: Session, ticket: Ticket, settings: IngestSettings) -> int | None:
-    """Queue a new ticket's acknowledgement in its own SAVEPOINT; return the delivery id.
+class AcknowledgementError(Exception):
+    """Queueing a new ticket's acknowledgement failed."""
 
-    A fault rolls back only the acknowledgement: the ticket is opened either way.
+
+def acknowledge(session: Session, ticket: Ticket, settings: IngestSettings) -> int | None:
+    """Queue a new ticket's acknowledgement; return the delivery id, or None when none is due.
+
+    :raises AcknowledgementError: any fault of the acknowledgement, so that the caller can open
+        the ticket again without it.
     """
     if settings.acknowledge is None:
         return None
     try:
-        with session.begin_nested():
-            delivery = settings.acknowledge(session, ticket)
-    except Exception:  # noqa: BLE001 - the ticket must survive a fault in its mail
-        logger.error("acknowledgement of ticket %s failed", ticket.reference, exc_info=True)
-        return None
+        delivery = settings.acknowledge(session, ticket)
+    except Exception as exc:  # noqa: BLE001 - the caller retries without the mail
+        raise AcknowledgementError(f"{type(exc).__name__}: {exc}") from exc
     return getattr(delivery, "id", None)
 
 
@@ -594,18 +443,35 @@ def process_in_savepoint(
     """Process one stored message in a SAVEPOINT of the caller's transaction; the caller commits.
 
     Returns None when the message was already processed (by an earlier run or another worker).
+    A fault in the acknowledgement rolls the message back and processes it again without one,
+    so a broken mail template never costs a request its ticket.
     """
+    acknowledgement_error = ""
     while True:
         raw_message = session.get(RawMessage, raw_message_id)
         if raw_message is None or raw_message.is_processed:
             return None
         try:
             with session.begin_nested():
-                return process_raw(session, raw_message, settings, prepared)
+                result = process_raw(session, raw_message, settings, prepared)
+                if acknowledgement_error:
+                    reason = f"acknowledgement failed: {acknowledgement_error}"[:2000]
+                    tag = AuditTag.MAIL_SUPPRESS
+                    record_event(session, tag, SYSTEM_ACTOR, result.ticket, {"reason": reason})
+                return result
         except IntegrityError:
             # Another worker processed it at the same moment; its commit wins.
             logger.info("raw message %s was processed concurrently", raw_message_id)
             return None
+        except AcknowledgementError as exc:
+            logger.error(
+                "acknowledgement for raw message %s failed, processing it without one",
+                raw_message_id,
+                exc_info=True,
+            )
+            acknowledgement_error = str(exc)
+            settings = replace(settings, acknowledge=None)
+            continue
         except Exception as exc:  # noqa: BLE001 - one message's fault must not stop the batch
             logger.error("processing raw message %s failed", raw_message_id, exc_info=True)
             error = f"{type(exc).__name__}: {exc}"[:2000]

@@ -32,18 +32,10 @@ from inbox.mail.imap import (
     connect_with_retry,
     logout_quietly,
 )
-from inbox.mail.ingest import (
-    FetchedMail,
-    IngestSettings,
-    IngestTally,
-    Location,
-    process_batch,
-    quarantine,
-    store_fetched,
-    store_raw,
-)
+from inbox.mail.ingest import IngestSettings, IngestTally, process_batch, quarantine
 from inbox.mail.locks import LockSettings, mailbox_lock
 from inbox.mail.parsepool import ParsePool, Prepared
+from inbox.mail.store import FetchedMail, Location, store_fetched, store_raw
 from inbox.models.audit import AuditTag
 from inbox.models.mailbox import Mailbox
 from inbox.models.message import MailLocation, RawMessage

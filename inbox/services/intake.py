@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from inbox.errors import InputError, MailboxError
 from inbox.mail.imap import MailboxConfig
-from inbox.mail.ingest import IngestSettings, IngestTally, process_with_retries, store_raw
+from inbox.mail.ingest import IngestSettings, IngestTally, process_with_retries
 from inbox.mail.poller import PollResult, poll_mailbox
+from inbox.mail.store import store_raw
 from inbox.models.mailbox import Mailbox
 from inbox.secrets_box import decrypt_secret
 from inbox.services.replies import dispatch, queue_acknowledgement

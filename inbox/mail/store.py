@@ -1,0 +1,172 @@
+"""Store raw mail bytes once, with every IMAP location they were fetched from.
+
+The raw bytes are the evidence: they are committed before anything parses them. A message is
+known by its SHA-256 and each location by mailbox, UIDVALIDITY and UID, both with unique keys,
+so fetching a message again stores nothing new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inbox.models.message import MailLocation, RawMessage
+
+
+@dataclass(frozen=True)
+class Location:
+    """Position of a fetched message on an IMAP server."""
+
+    mailbox: str
+    uidvalidity: int
+    uid: int
+
+
+@dataclass
+class StoreResult:
+    """The stored raw message and whether this call created it."""
+
+    raw_message: RawMessage
+    created: bool
+
+
+def header_block(raw: bytes, limit: int = 65536) -> bytes:
+    """Return the header section of a raw message: up to the first empty line, at most ``limit``."""
+    head = raw[:limit]
+    # Every end found is a blank line, so the parser stops at or before the earliest one.
+    ends = [
+        position + len(separator)
+        for separator in (b"\r\n\r\n", b"\n\n")
+        if (position := head.find(separator)) != -1
+    ]
+    return head[: min(ends)] if ends else head
+
+
+def message_id_of(raw: bytes) -> str:
+    """Read the Message-ID header without a full parse; return "" when there is none."""
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(header_block(raw), headersonly=True)
+        value = str(headers.get("Message-ID", "") or "")
+    except Exception:  # noqa: BLE001 - the standard parser's faults on hostile headers vary
+        return ""
+    return value.strip().strip("<>")[:998]
+
+
+def store_raw(
+    session: Session, raw: bytes, received_at: datetime, location: Location | None, source: str
+) -> StoreResult:
+    """Store the raw bytes and their location unless already stored; the caller commits.
+
+    A known location is a no-op. Known bytes at a new location (a mailbox restored under a new
+    UIDVALIDITY, a copy in a second folder) only add the location.
+    """
+    if location is not None:
+        known = session.scalars(
+            select(MailLocation).where(
+                MailLocation.mailbox == location.mailbox,
+                MailLocation.uidvalidity == location.uidvalidity,
+                MailLocation.uid == location.uid,
+            )
+        ).first()
+        if known is not None:
+            return StoreResult(known.raw_message, created=False)
+
+    digest = hashlib.sha256(raw).hexdigest()
+    raw_message = session.scalars(select(RawMessage).where(RawMessage.sha256 == digest)).first()
+    created = raw_message is None
+    if raw_message is None:
+        raw_message = RawMessage(
+            sha256=digest,
+            message_id=message_id_of(raw),
+            size=len(raw),
+            raw=raw,
+            internaldate=received_at,
+            source=source,
+        )
+        session.add(raw_message)
+        session.flush()
+
+    if location is not None:
+        session.add(
+            MailLocation(
+                mailbox=location.mailbox,
+                uidvalidity=location.uidvalidity,
+                uid=location.uid,
+                raw_message_id=raw_message.id,
+            )
+        )
+        session.flush()
+    return StoreResult(raw_message, created)
+
+
+@dataclass(frozen=True)
+class FetchedMail:
+    """Raw bytes fetched from an IMAP server, with their INTERNALDATE and location."""
+
+    raw: bytes
+    received_at: datetime
+    location: Location
+
+
+def store_fetched(session: Session, fetched: list[FetchedMail], source: str) -> list[StoreResult]:
+    """Store a batch of fetched mail like ``store_raw`` with two look-ups for the whole batch.
+
+    Every item must come from the same mailbox and UIDVALIDITY. The caller commits.
+    """
+    if not fetched:
+        return []
+    first = fetched[0].location
+    known = {
+        location.uid: location
+        for location in session.scalars(
+            select(MailLocation).where(
+                MailLocation.mailbox == first.mailbox,
+                MailLocation.uidvalidity == first.uidvalidity,
+                MailLocation.uid.in_([item.location.uid for item in fetched]),
+            )
+        )
+    }
+    digests = [hashlib.sha256(item.raw).hexdigest() for item in fetched]
+    by_digest = {
+        raw_message.sha256: raw_message
+        for raw_message in session.scalars(
+            select(RawMessage).where(RawMessage.sha256.in_(set(digests)))
+        )
+    }
+
+    results = []
+    for item, digest in zip(fetched, digests, strict=True):
+        location = known.get(item.location.uid)
+        if location is not None:
+            results.append(StoreResult(location.raw_message, created=False))
+            continue
+        raw_message = by_digest.get(digest)
+        created = raw_message is None
+        if raw_message is None:
+            raw_message = RawMessage(
+                sha256=digest,
+                message_id=message_id_of(item.raw),
+                size=len(item.raw),
+                raw=item.raw,
+                internaldate=item.received_at,
+                source=source,
+            )
+            session.add(raw_message)
+            by_digest[digest] = raw_message
+        location = MailLocation(
+            mailbox=item.location.mailbox,
+            uidvalidity=item.location.uidvalidity,
+            uid=item.location.uid,
+            raw_message=raw_message,
+        )
+        session.add(location)
+        known[item.location.uid] = location
+        results.append(StoreResult(raw_message, created))
+    session.flush()
+    return results
