@@ -262,8 +262,15 @@ def poll_connected(
     )
 
     pool = start_parse_pool(settings, len(new_uids))
+    waiting: list[tuple[dict[int, bytes], Future[dict[int, Prepared]] | None]] = []
+
+    def process_waiting(keep: int) -> None:
+        while len(waiting) > keep:
+            process_fetched(session, settings, result, pool, *waiting.pop(0))
+            if after_batch is not None:
+                after_batch(client, result)
+
     try:
-        waiting: list[tuple[dict[int, bytes], Future[dict[int, Prepared]] | None]] = []
         for batch in chunked(new_uids, config.batch_size):
             raw_by_id = fetch_and_store(
                 session, client, config, settings, uidvalidity, batch, result
@@ -271,14 +278,8 @@ def poll_connected(
             waiting.append((raw_by_id, pool.submit(raw_by_id) if pool is not None else None))
             # With a parse worker, the newest batch is parsed there while the one before it
             # is written; without one, each batch is processed as soon as it is stored.
-            while len(waiting) > (0 if pool is None else 1):
-                process_fetched(session, client, settings, result, pool, *waiting.pop(0))
-                if after_batch is not None:
-                    after_batch(client, result)
-        for item in waiting:
-            process_fetched(session, client, settings, result, pool, *item)
-            if after_batch is not None:
-                after_batch(client, result)
+            process_waiting(keep=0 if pool is None else 1)
+        process_waiting(keep=0)
     finally:
         if pool is not None:
             pool.close()
@@ -297,7 +298,6 @@ def start_parse_pool(settings: IngestSettings, new_messages: int) -> ParsePool |
 
 def process_fetched(
     session: Session,
-    client: IMAPClient,
     settings: IngestSettings,
     result: PollResult,
     pool: ParsePool | None,
