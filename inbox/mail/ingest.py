@@ -1,9 +1,8 @@
 """From raw bytes to a ticket: store first, then parse, filter, thread, classify and open.
 
-Both the IMAP poller and the file importer go through ``store_raw`` (in ``store``) and
-``process_raw``. The raw
-bytes are committed before anything else happens, so a crash at any later point leaves a stored,
-unprocessed message that the next run picks up with ``process_pending``.
+Both the IMAP poller and the file importer go through ``store.store_raw`` and ``process_raw``.
+The raw bytes are committed before anything else happens, so a crash at any later point leaves a
+stored, unprocessed message that the next run picks up with ``process_pending``.
 
 ``process_batch`` processes many stored messages in one transaction with a SAVEPOINT per
 message: a fault rolls back only that message, and the batch costs one commit instead of one
@@ -59,8 +58,8 @@ class IngestSettings:
     # Parse and classify a poll's large backlog in a second process (see parsepool).
     parse_worker: bool = False
     # Called in the transaction that opens a ticket, after its first message is added, to queue
-    # the acknowledgement; returns the queued delivery or None. A fault there is logged and
-    # rolls back only the acknowledgement, never the ticket.
+    # the acknowledgement; returns the queued delivery or None. After a fault there, the message
+    # is processed again without an acknowledgement, so the ticket is opened either way.
     acknowledge: Callable[[Session, Ticket], object | None] | None = None
     # Called after the batch commit with the ids of the deliveries queued in it, to send them.
     # A fault there is logged; the mail stays queued.

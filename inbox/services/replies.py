@@ -610,7 +610,9 @@ def queue_acknowledgement(session: Session, ticket: Ticket) -> MailDelivery | No
             return queue_delivery(session, ticket, reply, SYSTEM_ACTOR)
         except ConfigError as exc:
             reason = str(exc)
+            logger.warning("no acknowledgement for ticket %s: %s", ticket.reference, reason)
+    else:
+        logger.info("no acknowledgement for ticket %s: %s", ticket.reference, reason)
     record_event(session, AuditTag.MAIL_SUPPRESS, SYSTEM_ACTOR, ticket, {"reason": reason})
-    logger.info("no acknowledgement for ticket %s: %s", ticket.reference, reason)
     return None
 

@@ -11,7 +11,7 @@ import hashlib
 import logging
 from pathlib import Path
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, insert, select
 from sqlalchemy.orm import Session, joinedload
 
 from inbox.audit import SYSTEM_ACTOR, record_event
@@ -169,17 +169,34 @@ def start_workflow(session: Session, ticket: Ticket, actor: str) -> WorkflowInst
     version = version_in_force(session, ticket.type)
     instance = WorkflowInstance(ticket=ticket, version=version)
     session.add(instance)
+    session.flush()
     transaction_cache(session)[("workflow_instance", ticket.id)] = instance
-    for position, step in enumerate(workflow_of(version).steps):
-        instance.steps.append(_new_step(version, step, position))
-    _apply_plan(instance, ticket)
+
+    # Nothing has been decided yet, so each step's status follows from its own conditions. The
+    # rows go in as one bulk INSERT: SQLite hands back new ids one row at a time, so adding the
+    # steps as objects cost an INSERT each, about a sixth of the ingest time on SQLite.
+    steps = workflow_of(version).steps
+    rows = [
+        {
+            "instance_id": instance.id,
+            "version_id": version.id,
+            "step_id": step.id,
+            "position": position,
+            "required": step.required,
+            "status": str(_STATUS_OF[step_applicability(step, {})]),
+            "due_at": compute_step_due(step, ticket.received_at, ticket.due_at),
+        }
+        for position, step in enumerate(steps)
+    ]
+    session.execute(insert(WorkflowStep), rows)
+    session.expire(instance, ["steps"])
 
     record_event(
         session,
         AuditTag.WORKFLOW_START,
         actor,
         ticket,
-        {"type": version.type, "version": version.number, "steps": len(instance.steps)},
+        {"type": version.type, "version": version.number, "steps": len(rows)},
     )
     logger.info("ticket %s follows %s workflow v%s", ticket.reference, version.type, version.number)
     return instance
