@@ -84,7 +84,7 @@ def record_event(
         prev_hash=previous or GENESIS_HASH,
     )
     event.hash = compute_hash(event)
-    # The next flush writes the event, in one statement with the other events of that flush.
+    # The next flush writes the event with the other pending rows, in the order they were added.
     session.add(event)
     transaction_cache(session)[_TAIL_KEY] = event.hash
     return event
