@@ -18,14 +18,15 @@ from sqlalchemy import select
 from inbox.classify import classify
 from inbox.errors import ParseError
 from inbox.extensions import db
-from inbox.mail import parsepool
-from inbox.mail.ingest import process_raw
+from inbox.mail import parsepool, poller
+from inbox.mail.ingest import IngestSettings, process_raw
 from inbox.mail.parse import parse_message
 from inbox.mail.parsepool import ParsePool, Prepared, prepare, prepare_batch
 from inbox.mail.quoting import split_reply
 from inbox.mail.store import store_raw
 from inbox.models.ticket import Ticket
 from inbox.services.intake import ingest_settings, poll_mailboxes
+from inbox.sla import SlaPolicy
 from tests.conftest import empty_database
 from tests.factories import incoming, make_mail
 from tests.servers import DEFAULT_PASSWORD, DEFAULT_USER, Dovecot
@@ -68,6 +69,46 @@ def test_pool_fault_leaves_parsing_to_poller() -> None:
     assert pool.results(crash) == {}
     assert pool.submit({1: make_mail()}) is None
     pool.close()
+
+
+def test_pool_logs_one_failure_per_fault(caplog: pytest.LogCaptureFixture) -> None:
+    pool = ParsePool(None)
+    assert pool._executor is not None
+    crash = pool._executor.submit(os._exit, 3)
+    queued = pool.submit({1: make_mail()})
+
+    assert pool.results(crash) == {}
+    assert pool.results(queued) == {}
+    assert caplog.text.count("parse worker failed") == 1
+    pool.close()
+
+
+def test_close_kills_stopped_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parsepool, "CLOSE_TIMEOUT_SECONDS", 0.5)
+    pool = ParsePool(None)
+    pool.results(pool.submit({1: make_mail()}))
+    assert pool._executor is not None
+    worker_pid = next(iter(pool._executor._processes))
+    os.kill(worker_pid, signal.SIGSTOP)
+    pool.submit({2: make_mail()})  # left in the stopped worker, as when a poll fails
+
+    started = time.monotonic()
+    pool.close()
+
+    assert time.monotonic() - started < 5
+    assert not is_running(worker_pid)
+
+
+def test_pool_setup_failure_parses_in_poller(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_shared_memory(max_attachment_bytes: int | None) -> ParsePool:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(poller, "ParsePool", no_shared_memory)
+    monkeypatch.setattr(parsepool, "MIN_MESSAGES", 1)
+
+    settings = IngestSettings(policy=SlaPolicy(), parse_worker=True)
+
+    assert poller.start_parse_pool(settings, 500) is None
 
 
 def test_prepare_batch_leaves_out_faulty_message(monkeypatch: pytest.MonkeyPatch) -> None:

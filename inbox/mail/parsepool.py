@@ -34,6 +34,9 @@ RESULT_TIMEOUT_SECONDS = 300.0
 PARENT_CHECK_SECONDS = 1.0
 """How often the worker checks that the poller that started it is still alive."""
 
+CLOSE_TIMEOUT_SECONDS = 5.0
+"""Longest wait for the worker to stop at the end of a poll before it is killed."""
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -112,6 +115,10 @@ class ParsePool:
     """One worker process that prepares batches; after any fault the poller works alone."""
 
     def __init__(self, max_attachment_bytes: int | None) -> None:
+        """Set up the pool; the worker process starts with the first batch.
+
+        :raises OSError: the pool cannot be set up, for example without a usable /dev/shm.
+        """
         self.max_attachment_bytes = max_attachment_bytes
         # spawn starts a clean interpreter: forking a process that holds database and IMAP
         # connections, or threads, would copy them into the worker.
@@ -134,27 +141,44 @@ class ParsePool:
 
     def results(self, job: Future[dict[int, Prepared]] | None) -> dict[int, Prepared]:
         """Wait for a batch; return {} when it failed, so the poller prepares it itself."""
-        if job is None:
+        if job is None or self._executor is None:
+            # After the pool gave up, its earlier jobs fail too; that was logged once already.
             return {}
         try:
             prepared = job.result(timeout=RESULT_TIMEOUT_SECONDS)
-        except Exception as exc:  # noqa: BLE001 - a crash or time-out of the worker
+        except TimeoutError:
+            self._give_up(f"no result within {RESULT_TIMEOUT_SECONDS:.0f} s")
+            return {}
+        except Exception as exc:  # noqa: BLE001 - a crash of the worker or a fault in it
             self._give_up(f"{type(exc).__name__}: {exc}")
             return {}
         return {key: _restore_headers(value) for key, value in prepared.items()}
 
     def close(self) -> None:
-        """Stop the worker process."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        """Stop the worker process, and kill it when it has not stopped within a few seconds.
+
+        A poll that ends on an error may leave a batch in the worker, and a stopped or hung
+        worker must not hold the poller up.
+        """
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            _stop(executor, CLOSE_TIMEOUT_SECONDS)
 
     def _give_up(self, reason: str) -> None:
         logger.error("parse worker failed, the poller parses the rest itself: %s", reason)
         executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        # A hung worker would make shutdown wait for ever, so it is killed first.
-        for process in list(getattr(executor, "_processes", {}).values()):
+        if executor is not None:
+            _stop(executor, 0.0)
+
+
+def _stop(executor: ProcessPoolExecutor, timeout: float) -> None:
+    """Shut an executor down without waiting on it, killing workers alive after ``timeout``."""
+    # NOTE: ProcessPoolExecutor has no public way to reach its processes. CPython 3.11 keeps
+    # them in _processes, by pid; without that attribute a hung worker is not killed here.
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout)
+        if process.is_alive():
             process.kill()
-        executor.shutdown(wait=False, cancel_futures=True)
+            process.join(1.0)

@@ -292,8 +292,13 @@ def start_parse_pool(settings: IngestSettings, new_messages: int) -> ParsePool |
     """Return a parse worker for a poll with a large backlog, or None to parse in this process."""
     if not settings.parse_worker or new_messages < parsepool.MIN_MESSAGES:
         return None
+    try:
+        pool = ParsePool(settings.max_attachment_bytes)
+    except Exception as exc:  # noqa: BLE001 - without the worker the poller parses alone
+        logger.error("parse worker could not be set up, the poller parses itself: %s", exc)
+        return None
     logger.info("%s new messages: parsing them in a worker process", new_messages)
-    return ParsePool(settings.max_attachment_bytes)
+    return pool
 
 
 def process_fetched(
