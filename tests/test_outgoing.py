@@ -31,7 +31,7 @@ from inbox.models.audit import AuditEvent, AuditTag
 from inbox.models.message import Attachment, Blob, Message
 from inbox.models.ticket import Ticket
 from inbox.models.user import Role
-from inbox.models.workflow import MailDelivery, StepStatus
+from inbox.models.workflow import DeliveryStatus, MailDelivery, StepStatus
 from inbox.services.intake import ingest_settings
 from inbox.services.replies import (
     AttachmentTooLargeError,
@@ -244,6 +244,29 @@ def test_file_outbox_without_smtp_host(make_app: Any, tmp_path: Path) -> None:
 
     assert len(files) == 1
     assert reference in parsed(files[0].read_bytes())["Subject"]
+
+
+def test_unwritable_outbox_keeps_mail_queued(make_app: Any) -> None:
+    application = make_app(MAIL_FROM=MAILBOX)
+    with application.app_context():
+        # A plain file where the outbox folder should be: every write fails.
+        outbox = Path(application.instance_path) / "outbox"
+        outbox.parent.mkdir(parents=True, exist_ok=True)
+        outbox.write_text("not a folder")
+
+        for index in range(2):
+            ingest(application, make_mail(sender=f"p{index}@example.net", body=DUTCH_BODY))
+
+        deliveries = db.session.scalars(select(MailDelivery).order_by(MailDelivery.id)).all()
+        statuses = [(d.status, d.attempts) for d in deliveries]
+        failures = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.tag == str(AuditTag.MAIL_FAIL))
+        ).all()
+        db.session.remove()
+
+    assert statuses == [(DeliveryStatus.QUEUED, 1), (DeliveryStatus.QUEUED, 1)]
+    assert len(failures) == 2
+    assert "could not be written to the outbox" in failures[0].data["error"]
 
 
 def test_smtp_none_refused_off_loopback() -> None:

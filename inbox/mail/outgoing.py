@@ -266,12 +266,18 @@ def deliver(
 ) -> str:
     """Deliver stored message bytes by SMTP, or to the outbox without SMTP; return where to.
 
-    :raises DeliveryError: SMTP delivery failed.
+    :raises DeliveryError: SMTP delivery failed, or the outbox folder cannot be written.
     """
     message = message_from_bytes(raw, policy=email_policy.default)
     assert isinstance(message, EmailMessage)
     if smtp is None:
-        path = write_outbox(message, outbox, message_id)
+        try:
+            path = write_outbox(message, outbox, message_id)
+        except OSError as exc:
+            raise DeliveryError(
+                f"mail for ticket {reference} could not be written to the outbox {outbox}: "
+                f"{exc}; make that folder writable, or set INBOX_SMTP_HOST"
+            ) from exc
         logger.info("mail for ticket %s written to the outbox as %s", reference, path.name)
         return str(path)
     send_smtp(message, smtp)
