@@ -145,6 +145,9 @@ def poll_command(once: bool, mailbox_name: str | None, idle: bool) -> None:
             "no mailbox is configured: set INBOX_IMAP_HOST, INBOX_IMAP_USER and INBOX_IMAP_PASSWORD"
         )
     for result in results:
+        if result.skipped:
+            click.echo(f"{result.mailbox}: skipped, another poller holds its lock")
+            continue
         click.echo(
             f"{result.mailbox}: {result.fetched} fetched, {result.new_tickets} new tickets, "
             f"{result.replies} replies, {result.quarantined} need attention, "

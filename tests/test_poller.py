@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -11,6 +12,7 @@ from sqlalchemy import func, select
 
 from inbox.errors import MailboxError
 from inbox.extensions import db
+from inbox.mail.locks import LockSettings, mailbox_lock
 from inbox.models.message import MailLocation, RawMessage
 from inbox.models.ticket import Ticket
 from inbox.services.intake import poll_mailboxes
@@ -148,6 +150,16 @@ def test_poll_command_once_exits_nonzero_when_unreachable(make_app, monkeypatch)
 
     assert result.exit_code == 1
     assert "127.0.0.1:1" in result.output
+
+
+def test_poll_command_reports_skipped_mailbox(imap_app: Flask) -> None:
+    lock_dir = Path(imap_app.instance_path) / "locks"
+    with mailbox_lock("default", LockSettings(lock_dir=lock_dir)) as acquired:
+        assert acquired
+        result = imap_app.test_cli_runner().invoke(args=["poll", "--once"])
+
+    assert result.exit_code == 0
+    assert "default: skipped, another poller holds its lock" in result.output
 
 
 def test_tickets_json_lists_polled_ticket(imap_app: Flask, mailbox: Dovecot) -> None:
