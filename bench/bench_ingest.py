@@ -7,9 +7,9 @@ Run as root (the private Dovecot needs it): ``python bench/bench_ingest.py --cou
 - raw: imapclient fetches every message (BODY.PEEK[], batches of 100) and mail-parser parses
   it, with no database;
 - end to end: ``poll_mailboxes`` from connect to committed tickets, on an empty database, with
-  the acknowledgement of each new request written to the file outbox (``--no-acknowledge``
-  turns acknowledgements off, to measure the ingest alone; ``--redis-url`` makes the poll
-  enqueue them on RQ for a worker instead, as a deployment with Redis does).
+  the acknowledgement of each new request written to the file outbox. ``--no-acknowledge``
+  turns acknowledgements off, to measure the ingest alone. ``--redis-url`` makes the poll
+  enqueue them on RQ for a worker instead, as a deployment with Redis does.
 
 Peak memory is the child's maximum resident set size (``resource.getrusage``), and separately
 that of its parse worker process, if the poll started one. The result is a Markdown table on

@@ -1,9 +1,9 @@
 """Values kept for the rest of a session's transaction and dropped on any rollback.
 
-A value read under a lock the transaction holds (the audit chain's tail, a reference counter
-row taken FOR UPDATE) or one that cannot change before the commit (the workflow version in
-force) need not be read again by later work in the same transaction. A rollback, a SAVEPOINT's
-included, drops every value, because it may have undone the rows they came from.
+Later work in a transaction need not read some values again. One kind is read under a lock the
+transaction keeps, such as the audit chain's tail or a reference counter row taken FOR UPDATE.
+The other cannot change before the commit, such as the workflow version in force. A rollback,
+a SAVEPOINT's included, drops every value, because it may have undone the rows they came from.
 """
 
 from __future__ import annotations

@@ -87,16 +87,17 @@ def test_store_fetched_known_location_is_noop(app: Flask) -> None:
 def test_process_batch_fault_rolls_back_one_message(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import inbox.mail.ingest as ingest
+    # The ingest classifies a new conversation through parsepool.classify_new_text.
+    import inbox.mail.parsepool as parsepool
 
-    real_classify = ingest.classify
+    real_classify = parsepool.classify
 
     def flaky_classify(subject: str, text: str) -> Any:
         if "giftig" in subject:
             raise RuntimeError("classifier fault for this one message")
         return real_classify(subject, text)
 
-    monkeypatch.setattr(ingest, "classify", flaky_classify)
+    monkeypatch.setattr(parsepool, "classify", flaky_classify)
     ids = stored_ids(
         [
             make_mail(subject="Inzageverzoek 1", message_id="<b1@example.net>"),
@@ -134,7 +135,7 @@ def check_acknowledgements_delivered_after_commit(app: Flask) -> None:
     committed: list[int] = []
 
     def deliver(session: Any, delivery_ids: list[int]) -> None:
-        # A second connection sees the queued mail only once the batch is committed.
+        # A second connection can read the queued mail only after the batch is committed.
         with db.engine.connect() as connection:
             found = connection.execute(
                 select(MailDelivery.id).where(MailDelivery.id.in_(delivery_ids))

@@ -342,9 +342,10 @@ def test_connect_sets_socket_timeout(mailbox: Dovecot) -> None:
 def test_failing_message_is_quarantined_others_processed(
     imap_app: Flask, mailbox: Dovecot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import inbox.mail.ingest as ingest
+    # The ingest classifies a new conversation through parsepool.classify_new_text.
+    import inbox.mail.parsepool as parsepool
 
-    real_classify = ingest.classify
+    real_classify = parsepool.classify
     calls: list[str] = []
 
     def flaky_classify(subject: str, text: str) -> Any:
@@ -353,7 +354,7 @@ def test_failing_message_is_quarantined_others_processed(
             raise RuntimeError("classifier fault for this one message")
         return real_classify(subject, text)
 
-    monkeypatch.setattr(ingest, "classify", flaky_classify)
+    monkeypatch.setattr(parsepool, "classify", flaky_classify)
     mailbox.append("INBOX", make_mail(subject="Inzageverzoek 1"))
     mailbox.append("INBOX", make_mail(subject="Bericht giftig"))
     mailbox.append("INBOX", make_mail(subject="Inzageverzoek 2"))

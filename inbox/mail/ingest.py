@@ -23,18 +23,18 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from inbox.audit import SYSTEM_ACTOR, record_event
-from inbox.classify import Classification, classify
+from inbox.classify import Classification
 from inbox.enums import RequestType, TicketStatus
 from inbox.errors import ParseError
 from inbox.mail.filters import AutoCheck, check_automatic
 from inbox.mail.parse import ParsedMail, parse_message
-from inbox.mail.parsepool import Prepared
-from inbox.mail.quoting import split_reply
+from inbox.mail.parsepool import Prepared, classify_new_text
 from inbox.mail.threading import find_bounced_ticket, find_forwarded, match_thread
 from inbox.models.audit import AuditTag
 from inbox.models.message import Attachment, Blob, Message, RawMessage
 from inbox.models.ticket import Ticket
 from inbox.models.types import utcnow
+from inbox.models.workflow import MailDelivery
 from inbox.services.tickets import NewTicket, change_status, open_ticket
 from inbox.sla import SlaPolicy
 
@@ -60,7 +60,7 @@ class IngestSettings:
     # Called in the transaction that opens a ticket, after its first message is added, to queue
     # the acknowledgement; returns the queued delivery or None. After a fault there, the message
     # is processed again without an acknowledgement, so the ticket is opened either way.
-    acknowledge: Callable[[Session, Ticket], object | None] | None = None
+    acknowledge: Callable[[Session, Ticket], MailDelivery | None] | None = None
     # Called after the batch commit with the ids of the deliveries queued in it, to send them.
     # A fault there is logged; the mail stays queued.
     deliver: Callable[[Session, list[int]], object] | None = None
@@ -188,7 +188,7 @@ def acknowledge(session: Session, ticket: Ticket, settings: IngestSettings) -> i
         delivery = settings.acknowledge(session, ticket)
     except Exception as exc:  # noqa: BLE001 - the caller retries without the mail
         raise AcknowledgementError(f"{type(exc).__name__}: {exc}") from exc
-    return getattr(delivery, "id", None)
+    return delivery.id if delivery is not None else None
 
 
 def new_ticket_for(
@@ -198,10 +198,7 @@ def new_ticket_for(
     classification: Classification | None = None,
 ) -> NewTicket:
     """Classify a mail that starts a conversation and describe the ticket to open for it."""
-    result = classification
-    if result is None:
-        new_text, _quoted = split_reply(parsed.text)
-        result = classify(parsed.subject, new_text)
+    result = classification or classify_new_text(parsed)
     new = NewTicket(
         request_type=result.type,
         received_at=raw_message.internaldate,

@@ -276,8 +276,8 @@ def poll_connected(
                 session, client, config, settings, uidvalidity, batch, result
             )
             waiting.append((raw_by_id, pool.submit(raw_by_id) if pool is not None else None))
-            # With a parse worker, the newest batch is parsed there while the one before it
-            # is written; without one, each batch is processed as soon as it is stored.
+            # A parse worker parses the newest batch while the poller writes the one before it.
+            # Without a worker, each batch is processed as soon as it is stored.
             process_waiting(keep=0 if pool is None else 1)
         process_waiting(keep=0)
     finally:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload, scoped_session
+from sqlalchemy.orm import Session
 
 from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.enums import RequestType
@@ -478,38 +478,11 @@ def dispatch(session: Session, delivery_ids: list[int]) -> None:
             job = queue.enqueue(deliver_job, delivery_id, retry=retry)
             logger.info("mail %s enqueued as job %s", delivery_id, job.id)
         return
-    deliver_now(session, delivery_ids)
-
-
-def deliver_now(session: Session, delivery_ids: list[int]) -> None:
-    """Deliver committed mail in this process, committing each one's new state on its own.
-
-    The rows are read in one query, and they stay loaded across the commits, so each delivery
-    costs its own UPDATE, audit event and commit but no further reads.
-    """
-    session.scalars(
-        select(MailDelivery)
-        .where(MailDelivery.id.in_(delivery_ids))
-        .options(
-            joinedload(MailDelivery.message).joinedload(Message.ticket),
-            joinedload(MailDelivery.message).joinedload(Message.raw_message),
-        )
-    ).all()
-    # A scoped session does not proxy this attribute, so it is set on the session itself.
-    plain = session() if isinstance(session, scoped_session) else session
-    expire_on_commit = plain.expire_on_commit
-    plain.expire_on_commit = False
-    try:
-        for delivery_id in delivery_ids:
-            try:
-                deliver_queued(session, delivery_id)
-            except DeliveryError:
-                logger.error(
-                    "delivery of mail %s failed; it stays queued", delivery_id, exc_info=True
-                )
-    finally:
-        plain.expire_on_commit = expire_on_commit
-        session.expire_all()
+    for delivery_id in delivery_ids:
+        try:
+            deliver_queued(session, delivery_id)
+        except DeliveryError:
+            logger.error("delivery of mail %s failed; it stays queued", delivery_id, exc_info=True)
 
 
 def deliver_job(delivery_id: int) -> bool:
