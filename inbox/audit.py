@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from inbox.ids import ensure_id
 from inbox.models.audit import AuditEvent, AuditTag
 from inbox.models.types import utcnow
 from inbox.txcache import transaction_cache
@@ -67,19 +68,24 @@ def record_event(
     """
     previous = cached_tail(session)
     if previous is None and session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
-    if ticket is not None and ticket.id is None:
-        session.flush()
+        session.connection().execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
+        )
+    ticket_id = ensure_id(session, ticket) if ticket is not None else None
 
     if previous is None:
-        previous = session.scalars(
-            select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
-        ).first()
+        # Without a cached tail, no event of this transaction is waiting to be written: every
+        # event passes through here, and a SAVEPOINT (whose rollback drops the cache) writes
+        # what is pending before it begins. So the read need not flush.
+        with session.no_autoflush:
+            previous = session.scalars(
+                select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
+            ).first()
     event = AuditEvent(
         created_at=utcnow().replace(microsecond=0),
         tag=str(tag),
         actor=actor,
-        ticket_id=ticket.id if ticket is not None else None,
+        ticket_id=ticket_id,
         data=json.loads(json.dumps(data or {}, default=str)),
         prev_hash=previous or GENESIS_HASH,
     )

@@ -2,7 +2,8 @@
 
 The raw bytes are the evidence: they are committed before anything parses them. A message is
 known by its SHA-256 and each location by mailbox, UIDVALIDITY and UID, both with unique keys,
-so fetching a message again stores nothing new.
+so fetching a message again stores nothing new. Attachment bytes are likewise kept once per
+SHA-256 (``blob_for``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from email.policy import compat32
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from inbox.models.message import MailLocation, RawMessage
+from inbox.models.message import Blob, MailLocation, RawMessage
+from inbox.txcache import transaction_cache
+
+_NEW_BLOBS = "store.new_blobs"
+"""Key in the transaction cache of the blobs added in the transaction, by SHA-256."""
 
 
 @dataclass(frozen=True)
@@ -170,3 +175,21 @@ def store_fetched(session: Session, fetched: list[FetchedMail], source: str) -> 
         results.append(StoreResult(raw_message, created))
     session.flush()
     return results
+
+
+def blob_for(session: Session, sha256: str, data: bytes) -> Blob:
+    """Return the blob of ``data``, adding it when no row has these bytes yet; no flush needed.
+
+    Blobs added earlier in the transaction are found in the transaction cache, and stored ones
+    by their key, so looking one up does not make the session write what it holds.
+    """
+    added: dict[str, Blob] = transaction_cache(session).setdefault(_NEW_BLOBS, {})
+    blob = added.get(sha256)
+    if blob is None:
+        with session.no_autoflush:
+            blob = session.get(Blob, sha256)
+    if blob is None:
+        blob = Blob(sha256=sha256, size=len(data), data=data)
+        session.add(blob)
+        added[sha256] = blob
+    return blob

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from inbox.extensions import db
 from inbox.models.types import UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from inbox.models.ticket import Ticket
 
 
 class AuditTag(StrEnum):
@@ -71,3 +74,7 @@ class AuditEvent(db.Model):  # type: ignore[name-defined,misc]
     # Unique, so two writers can never fork the chain from the same predecessor.
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    # Not read anywhere: it tells the flush to write new tickets before the events that name
+    # them, which matters when many of both go in together.
+    ticket: Mapped[Ticket | None] = relationship()

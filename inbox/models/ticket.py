@@ -23,6 +23,10 @@ class Ticket(db.Model):  # type: ignore[name-defined,misc]
     """A conversation with one requester about one request, or one breach report."""
 
     __tablename__ = "ticket"
+    # The one server default (forwarded_by's, for rows older than the column) has a Python
+    # default too, so an INSERT need not read it back; without RETURNING, new tickets whose ids
+    # are known go in as one executemany.
+    __mapper_args__ = {"eager_defaults": False}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     reference: Mapped[str] = mapped_column(String(32), unique=True)
@@ -46,9 +50,9 @@ class Ticket(db.Model):  # type: ignore[name-defined,misc]
     # Set when mail carried this ticket's reference but came from someone else than its
     # requester: a person decides whether it continues that ticket.
     possible_followup_of: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
-    # Address of the colleague who forwarded the request; the requester is the original sender.
     # Set on a ticket that triage merged into another, so mail citing its reference follows.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    # Address of the colleague who forwarded the request; the requester is the original sender.
     forwarded_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
 
     messages: Mapped[list[Message]] = relationship(

@@ -18,12 +18,14 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 from flask import current_app
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session, joinedload
 
 from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.enums import RequestType
 from inbox.errors import ConfigError
+from inbox.ids import ensure_id
+from inbox.mail.store import blob_for
 from inbox.mail.outgoing import (
     DeliveryError,
     MailFile,
@@ -39,13 +41,14 @@ from inbox.mail.outgoing import (
     subject_with_reference,
 )
 from inbox.models.audit import AuditTag
-from inbox.models.message import Attachment, Blob, Message, RawMessage
+from inbox.models.message import Attachment, Message, RawMessage
 from inbox.models.ticket import Ticket
 from inbox.models.types import utcnow
 from inbox.models.workflow import DeliveryStatus, MailDelivery
 from inbox.services.tickets import sla_policy
 from inbox.services.workflows import WorkflowStateError, complete_reply_step, instance_of
 from inbox.sla import compute_due_at, compute_extended_due_at
+from inbox.txcache import transaction_cache
 from inbox.workflow import REPLY_TEMPLATES
 
 logger = logging.getLogger(__name__)
@@ -61,6 +64,9 @@ MAX_INLINE_ATTEMPTS = len(DELIVERY_RETRY_INTERVALS_SECONDS) + 1
 
 AUTOMATIC_MAIL_WINDOW = timedelta(hours=24)
 """At most one automatic mail per recipient within this window, so two robots never loop."""
+
+_AUTOMATIC_RECIPIENTS = "replies.automatic_recipients"
+"""Key in the transaction cache of the addresses automatic mail was queued for."""
 
 MAIL_LANGUAGES = ("nl", "en")
 """Languages of the mail templates."""
@@ -213,10 +219,7 @@ def store_file(session: Session, message: Message, upload: MailFile, max_bytes: 
     """
     check_file_size(upload, max_bytes)
     sha256 = hashlib.sha256(upload.data).hexdigest()
-    blob = session.get(Blob, sha256)
-    if blob is None:
-        blob = Blob(sha256=sha256, size=len(upload.data), data=upload.data)
-        session.add(blob)
+    blob = blob_for(session, sha256, upload.data)
     filename = safe_attachment_name(upload.filename)
     attachment = Attachment(
         message=message,
@@ -227,7 +230,7 @@ def store_file(session: Session, message: Message, upload: MailFile, max_bytes: 
     )
     attachment.blob = blob
     session.add(attachment)
-    session.flush()
+    ensure_id(session, attachment)
     return attachment
 
 
@@ -341,7 +344,10 @@ def queue_delivery(session: Session, ticket: Ticket, reply: Reply, actor: str) -
         created_at=now,
     )
     session.add(delivery)
-    session.flush()
+    ensure_id(session, message)
+    ensure_id(session, delivery)
+    if delivery.is_automatic:
+        automatic_recipients(session).add(delivery.recipient)
 
     record_event(
         session,
@@ -412,7 +418,15 @@ def deliver_queued(session: Session, delivery_id: int) -> bool:
 
     :raises DeliveryError: delivery failed; the attempt is counted and committed first.
     """
-    delivery = session.get(MailDelivery, delivery_id)
+    # One query for the delivery, its message, raw bytes and ticket.
+    delivery = session.get(
+        MailDelivery,
+        delivery_id,
+        options=[
+            joinedload(MailDelivery.message).joinedload(Message.raw_message),
+            joinedload(MailDelivery.message).joinedload(Message.ticket),
+        ],
+    )
     if delivery is None or delivery.status != DeliveryStatus.QUEUED:
         return False
     message = delivery.message
@@ -525,6 +539,16 @@ def send_reply(session: Session, ticket: Ticket, reply: Reply, actor: str) -> Me
     return delivery.message
 
 
+def automatic_recipients(session: Session) -> set[str]:
+    """Return the addresses that automatic mail was queued for in the current transaction.
+
+    The rate limit checks them besides the stored deliveries, so it needs no flush to see mail
+    queued moments ago in the same batch.
+    """
+    recipients: set[str] = transaction_cache(session).setdefault(_AUTOMATIC_RECIPIENTS, set())
+    return recipients
+
+
 def acknowledgement_block(session: Session, ticket: Ticket, now: datetime) -> str | None:
     """Return why a ticket gets no automatic acknowledgement, or None when it gets one."""
     from inbox.services.intake import ingest_settings
@@ -542,13 +566,16 @@ def acknowledgement_block(session: Session, ticket: Ticket, now: datetime) -> st
         return "the requester has no address"
     if address in ingest_settings(config).own_addresses:
         return "the requester is our own mailbox"
-    recent = session.scalars(
-        select(MailDelivery.id).where(
-            MailDelivery.recipient == address,
-            MailDelivery.is_automatic.is_(True),
-            MailDelivery.created_at >= now - AUTOMATIC_MAIL_WINDOW,
-        )
-    ).first()
+    if address in automatic_recipients(session):
+        return "an automatic mail went to this address within 24 hours"
+    with session.no_autoflush:
+        recent = session.scalars(
+            select(MailDelivery.id).where(
+                MailDelivery.recipient == address,
+                MailDelivery.is_automatic.is_(True),
+                MailDelivery.created_at >= now - AUTOMATIC_MAIL_WINDOW,
+            )
+        ).first()
     if recent is not None:
         return "an automatic mail went to this address within 24 hours"
     if ticket.due_at is not None and ticket.due_at <= now:
@@ -566,13 +593,15 @@ def queue_acknowledgement(session: Session, ticket: Ticket) -> MailDelivery | No
     a recent automatic mail to the same address, or no sender address configured. Safe to run
     twice. The caller commits.
     """
-    done = session.scalars(
-        select(MailDelivery).where(
-            MailDelivery.ticket_id == ticket.id, MailDelivery.template == "acknowledgement"
-        )
-    ).first()
-    if done is not None:
-        return None
+    # A ticket that is not written yet has no mail; asking would make the session write it.
+    if not inspect(ticket).pending:
+        done = session.scalars(
+            select(MailDelivery).where(
+                MailDelivery.ticket_id == ticket.id, MailDelivery.template == "acknowledgement"
+            )
+        ).first()
+        if done is not None:
+            return None
 
     reason = acknowledgement_block(session, ticket, utcnow())
     if reason is None:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inbox.audit import record_event
+from inbox.ids import ensure_id
 from inbox.enums import RequestType, TicketStatus, parse_choice
 from inbox.errors import TransitionError
 from inbox.models.audit import AuditTag
@@ -51,11 +52,13 @@ def next_reference(session: Session, request_type: RequestType, year: int) -> st
     cache = transaction_cache(session)
     counter = cache.get(("reference_counter", prefix, year))
     if counter is None:
-        counter = session.scalars(
-            select(ReferenceCounter)
-            .where(ReferenceCounter.prefix == prefix, ReferenceCounter.year == year)
-            .with_for_update()
-        ).first()
+        # A counter added in this transaction is in the cache, so the look-up need not flush.
+        with session.no_autoflush:
+            counter = session.scalars(
+                select(ReferenceCounter)
+                .where(ReferenceCounter.prefix == prefix, ReferenceCounter.year == year)
+                .with_for_update()
+            ).first()
         if counter is None:
             counter = ReferenceCounter(prefix=prefix, year=year, value=0)
             session.add(counter)
@@ -101,7 +104,7 @@ def open_ticket(session: Session, new: NewTicket, policy: SlaPolicy, actor: str)
         attention_reason=new.attention_reason,
     )
     session.add(ticket)
-    session.flush()
+    ensure_id(session, ticket)
 
     record_event(
         session,
