@@ -362,7 +362,8 @@ def test_failing_message_is_quarantined_others_processed(
     poll_mailboxes(db.session, imap_app.config)
 
     tickets = db.session.scalars(select(Ticket).order_by(Ticket.id)).all()
-    assert len(calls) == MAX_PROCESS_ATTEMPTS
+    # Once in the batch processed together, then MAX_PROCESS_ATTEMPTS times on its own.
+    assert len(calls) == 1 + MAX_PROCESS_ATTEMPTS
     assert len(tickets) == 3
     assert [t.needs_attention for t in tickets] == [False, True, False]
     assert "RuntimeError" in tickets[1].attention_reason

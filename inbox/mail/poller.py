@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.errors import MailboxError
+from inbox.ids import begin_write_transaction, client_ids
 from inbox.mail import parsepool
 from inbox.mail.imap import (
     CONNECT_BACKOFF_SECONDS,
@@ -348,7 +349,7 @@ def process_stored(
         reason = f"oversize: only the headers of this {raw_message.size}-byte copy were stored"
         processed = quarantine(session, raw_message, settings, reason)
         session.commit()
-        result.ticket_references.append(processed.ticket.reference)
+        result.ticket_references.append(processed.reference)
 
     batch = [i for i in raw_message_ids if i not in headers_only]
     for processed in process_batch(session, batch, settings):
@@ -391,7 +392,10 @@ def fetch_and_store(
     del bodies
 
     to_process: dict[int, bytes] = {}
-    stored = store_fetched(session, fetched, source=f"imap:{config.name}")
+    # With ids handed out, the batch's rows go in as one INSERT per table, SQLite included.
+    begin_write_transaction(session)
+    with client_ids(session):
+        stored = store_fetched(session, fetched, source=f"imap:{config.name}")
     for item, outcome in zip(fetched, stored, strict=True):
         result.fetched += 1
         if outcome.created:
@@ -435,7 +439,7 @@ def store_oversize(
             f"from {config.folder} (UID {uid})"
         )
         processed = quarantine(session, stored.raw_message, settings, reason)
-        result.ticket_references.append(processed.ticket.reference)
+        result.ticket_references.append(processed.reference)
         # The mail stays on the server: mark its location as handled so it is not fetched again.
         location = session.scalars(
             select(MailLocation).where(
