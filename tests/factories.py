@@ -5,6 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from typing import TYPE_CHECKING
+
+from inbox.extensions import db
+from inbox.services.workflows import instance_of
+
+if TYPE_CHECKING:
+    from inbox.models.ticket import Ticket
+    from inbox.models.workflow import WorkflowStep
 
 
 def make_mail(
@@ -32,3 +40,10 @@ def make_mail(
 def incoming(ticket: object) -> list[object]:
     """Return a ticket's incoming messages, leaving out acknowledgements and replies we sent."""
     return [m for m in ticket.messages if m.direction == "in"]  # type: ignore[attr-defined]
+
+
+def step_of(ticket: Ticket, step_id: str) -> WorkflowStep:
+    """Return a step of the ticket's checklist by its workflow id."""
+    instance = instance_of(db.session, ticket)
+    assert instance is not None
+    return next(step for step in instance.steps if step.step_id == step_id)

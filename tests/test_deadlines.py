@@ -17,7 +17,7 @@ from inbox.extensions import db
 from inbox.models.audit import AuditEvent, AuditTag
 from inbox.models.ticket import Ticket
 from inbox.models.user import Role
-from inbox.models.workflow import ClockPause, MailDelivery, StepStatus, WorkflowStep
+from inbox.models.workflow import ClockPause, MailDelivery, StepStatus
 from inbox.services.deadlines import (
     DeadlineError,
     extend_and_notify,
@@ -29,9 +29,10 @@ from inbox.services.replies import Reply, queue_reply
 from inbox.services.tickets import NewTicket, open_ticket, sla_policy
 from inbox.services.users import create_user
 from inbox.services.verification import IdentityChange, update_identity
-from inbox.services.workflows import check_step, close_ticket, instance_of
+from inbox.services.workflows import check_step, close_ticket
 from inbox.sla import compute_extended_due_at
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, AuthActions
+from tests.factories import step_of
 
 AGENT = "agent@example.org"
 REASON = "The request covers twelve years of records in four systems."
@@ -60,12 +61,6 @@ def new_ticket(
     ticket = open_ticket(db.session, new, sla_policy(app.config), "system")
     db.session.commit()
     return ticket
-
-
-def step_of(ticket: Ticket, step_id: str) -> WorkflowStep:
-    instance = instance_of(db.session, ticket)
-    assert instance is not None
-    return next(step for step in instance.steps if step.step_id == step_id)
 
 
 def events(tag: AuditTag) -> list[AuditEvent]:

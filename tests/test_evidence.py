@@ -27,8 +27,9 @@ from inbox.services.verification import (
     add_evidence_note,
     add_search_record,
 )
-from inbox.services.workflows import WorkflowStateError, instance_of
+from inbox.services.workflows import WorkflowStateError
 from tests.conftest import AuthActions
+from tests.factories import step_of
 
 RECEIVED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 AGENT = "agent@example.org"
@@ -42,12 +43,6 @@ def new_ticket(app: Flask) -> Ticket:
     ticket = open_ticket(db.session, new, sla_policy(app.config), "system")
     db.session.commit()
     return ticket
-
-
-def step_of(ticket: Ticket, step_id: str) -> WorkflowStep:
-    instance = instance_of(db.session, ticket)
-    assert instance is not None
-    return next(step for step in instance.steps if step.step_id == step_id)
 
 
 def last_event(ticket: Ticket, tag: AuditTag) -> AuditEvent:

@@ -29,10 +29,10 @@ from inbox.services.users import (
     create_user,
     throttled_until,
 )
-from inbox.services.workflows import WorkflowStateError, check_step, instance_of, skip_step
+from inbox.services.workflows import WorkflowStateError, check_step, skip_step
 from inbox.views import CONTENT_SECURITY_POLICY
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, AuthActions
-from tests.factories import make_mail
+from tests.factories import make_mail, step_of
 from tests.test_views import ACCESS_MAIL, import_mails, load_ticket
 
 HUGE = "99999999999999999999999"
@@ -60,13 +60,6 @@ def ticket_with_open_approval(app: Flask) -> Ticket:
     check_step(db.session, step_of(ticket, "decide_outcome"), AGENT, "refused")
     db.session.commit()
     return ticket
-
-
-def step_of(ticket: Ticket, step_id: str) -> WorkflowStep:
-    """Return a step of the ticket's checklist by its workflow id."""
-    instance = instance_of(db.session, ticket)
-    assert instance is not None
-    return next(step for step in instance.steps if step.step_id == step_id)
 
 
 @pytest.fixture

@@ -56,6 +56,7 @@ from inbox.workflow import (
     load_directory,
     validate_workflow,
 )
+from tests.factories import step_of
 
 RECEIVED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MANAGER = "manager@example.org"
@@ -235,12 +236,6 @@ def new_ticket(app: Flask, request_type: RequestType = RequestType.ACCESS) -> Ti
     ticket = open_ticket(db.session, new, sla_policy(app.config), "system")
     db.session.commit()
     return ticket
-
-
-def step_of(ticket: Ticket, step_id: str) -> WorkflowStep:
-    instance = instance_of(db.session, ticket)
-    assert instance is not None
-    return next(step for step in instance.steps if step.step_id == step_id)
 
 
 def record_search(step: WorkflowStep, system: str = "CRM") -> SystemSearch:
