@@ -2,14 +2,14 @@
 
 The ORM learns a new row's id from its INSERT. Code that needs the id at once (for an audit
 event, say) flushes, and a flush per row costs a round trip per row. Inside ``client_ids`` the
-session hands out ids itself: a new object gets its id when code asks for it (``ensure_id``) or
-at the latest when the flush starts. With every id known, the flush writes each table's new rows
+session hands out ids itself: a new object gets its id when code needs it (``ensure_id``) or at
+the latest when the flush starts. With every id known, the flush writes each table's new rows
 with one executemany.
 
 Where the ids come from:
 
 - PostgreSQL: the column's own sequence, read in blocks. A sequence never hands a value out
-  twice, whatever happens to the transaction; values left over when the transaction ends are
+  twice, whatever happens to the transaction. Values left over when the transaction ends are
   skipped, as after any rolled back INSERT.
 - SQLite: one more than the table's largest id, read once per transaction. This is only safe
   while the transaction holds the database's write lock from its start, so ``client_ids`` hands
@@ -45,6 +45,8 @@ POSTGRES_BLOCK = 64
 """Sequence values read per round trip on PostgreSQL."""
 
 
+# NOTE: on SQLite a Core INSERT inside the block that leaves the id to the database can take an
+# id already handed out, so code in the block adds rows as ORM objects (see start_workflow).
 @contextmanager
 def client_ids(session: Session) -> Iterator[None]:
     """Hand out ids to new objects of ``session`` until the block ends."""
@@ -90,7 +92,7 @@ def ensure_id(session: Session, obj: Any) -> int:
 
 
 def next_id(session: Session, table: Table) -> int:
-    """Return a new id for ``table``; call only where ``hands_out_ids`` is true."""
+    """Return a new id for ``table``. Call it only where ``hands_out_ids`` is true."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         pool: list[int] = transaction_cache(session).setdefault((_POOL, table.name), [])
@@ -114,7 +116,7 @@ def next_id(session: Session, table: Table) -> int:
 
 
 def hands_out_ids(session: Session) -> bool:
-    """Tell whether the session hands out ids now."""
+    """Return whether the session hands out ids now."""
     if not session.info.get(_ENABLED):
         return False
     if session.get_bind().dialect.name == "postgresql":

@@ -86,7 +86,7 @@ def test_hands_out_ids_sqlite_needs_write_lock(app: Flask) -> None:
         assert hands_out_ids(session) == (session.get_bind().dialect.name == "postgresql")
 
 
-def test_ids_continue_after_rows_written_by_the_database(app: Flask) -> None:
+def test_client_ids_after_database_ids(app: Flask) -> None:
     db.session.add(new_ticket(1))
     db.session.commit()
 

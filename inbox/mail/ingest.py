@@ -77,12 +77,11 @@ class ProcessResult:
     quarantined: bool = False
     notes: list[str] = field(default_factory=list)
     delivery_id: int | None = None
-    # Kept apart from the ticket, so a summary after the commit does not reload each ticket.
-    reference: str = ""
+    # Copied from the ticket, so a summary after the commit does not reload each ticket.
+    reference: str = field(init=False)
 
     def __post_init__(self) -> None:
-        if not self.reference:
-            self.reference = self.ticket.reference
+        self.reference = self.ticket.reference
 
 
 @dataclass
@@ -403,6 +402,7 @@ def process_batch(
     ids = list(raw_message_ids)
     if not ids:
         return []
+    prepared = prepared or {}
     begin_write_transaction(session)
     # One query loads every row of the batch instead of one per message.
     query = select(RawMessage).where(RawMessage.id.in_(ids))
@@ -414,12 +414,12 @@ def process_batch(
         if raw_by_id and raw_message.id in raw_by_id:
             set_committed_value(raw_message, "raw", raw_by_id[raw_message.id])
 
-    results = process_together(session, ids, settings, prepared or {})
+    results = process_together(session, ids, settings, prepared)
     if results is None:
         results = []
         for raw_message_id in ids:
             result = process_in_savepoint(
-                session, raw_message_id, settings, (prepared or {}).get(raw_message_id)
+                session, raw_message_id, settings, prepared.get(raw_message_id)
             )
             if result is not None:
                 results.append(result)
@@ -432,14 +432,14 @@ def process_batch(
 def process_together(
     session: Session, ids: list[int], settings: IngestSettings, prepared: dict[int, Prepared]
 ) -> list[ProcessResult] | None:
-    """Process a batch in one SAVEPOINT and one flush; return None if anything in it failed.
+    """Process a batch in one SAVEPOINT and one flush, or return None if anything in it failed.
 
-    This is the fast way through a batch: the session hands out ids, so nothing needs a flush
-    per message and the flush at the end writes each table's rows in one statement. Any fault
-    rolls the whole batch back, and the caller then processes it one SAVEPOINT per message,
-    which isolates the message at fault.
+    The session hands out ids, so no message needs a flush of its own, and the flush at the end
+    writes each table's rows in one statement. Any fault rolls the whole batch back. The caller
+    then processes it with one SAVEPOINT per message, which isolates the message at fault.
     """
     if len(ids) < 2:
+        # A single message gains nothing here, and a fault would cost it a second attempt.
         return None
     try:
         with session.begin_nested(), client_ids(session):
@@ -452,15 +452,17 @@ def process_together(
                     process_raw(session, raw_message, settings, prepared.get(raw_message_id))
                 )
             session.flush()
-    except Exception:  # noqa: BLE001 - the caller goes through the batch message by message
+    except Exception as exc:  # noqa: BLE001 - the caller goes through the batch message by message
         logger.info(
-            "a batch of %s messages failed together, processing them one by one",
-            len(ids),
+            "processing raw messages %s to %s together failed (%s: %s), retrying one by one",
+            ids[0],
+            ids[-1],
+            type(exc).__name__,
+            exc,
             exc_info=True,
         )
-        # Rolling back a SAVEPOINT expires only the objects changed in it. Objects loaded in it
-        # may show rows that are gone now, and their ids are handed out again on the way
-        # through one by one, so every object is read afresh.
+        # A SAVEPOINT rollback expires only the objects changed in it. Objects loaded in it may
+        # show rows that are gone, whose ids the one-by-one pass can reuse, so all are reloaded.
         session.expire_all()
         return None
     return results
@@ -542,4 +544,3 @@ def process_pending(session: Session, settings: IngestSettings) -> list[ProcessR
         if result is not None:
             results.append(result)
     return results
-

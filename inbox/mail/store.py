@@ -178,10 +178,10 @@ def store_fetched(session: Session, fetched: list[FetchedMail], source: str) -> 
 
 
 def blob_for(session: Session, sha256: str, data: bytes) -> Blob:
-    """Return the blob of ``data``, adding it when no row has these bytes yet; no flush needed.
+    """Return the blob of ``data``, adding one when no row has these bytes yet.
 
-    Blobs added earlier in the transaction are found in the transaction cache, and stored ones
-    by their key, so looking one up does not make the session write what it holds.
+    Blobs added earlier in the transaction are found in the transaction cache and stored ones by
+    their key, so the look-up does not flush the session.
     """
     added: dict[str, Blob] = transaction_cache(session).setdefault(_NEW_BLOBS, {})
     blob = added.get(sha256)

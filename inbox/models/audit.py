@@ -75,6 +75,6 @@ class AuditEvent(db.Model):  # type: ignore[name-defined,misc]
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
-    # Not read anywhere: it tells the flush to write new tickets before the events that name
-    # them, which matters when many of both go in together.
+    # Not read anywhere. It makes the flush write new tickets before the events that name them,
+    # which PostgreSQL's foreign key check requires when many of both go in together.
     ticket: Mapped[Ticket | None] = relationship()

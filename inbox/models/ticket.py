@@ -23,9 +23,9 @@ class Ticket(db.Model):  # type: ignore[name-defined,misc]
     """A conversation with one requester about one request, or one breach report."""
 
     __tablename__ = "ticket"
-    # The one server default (forwarded_by's, for rows older than the column) has a Python
-    # default too, so an INSERT need not read it back; without RETURNING, new tickets whose ids
-    # are known go in as one executemany.
+    # forwarded_by's server default only serves rows older than the column, and its Python
+    # default fills every new row. So an INSERT need not read it back with RETURNING, and new
+    # tickets whose ids are known go in as one executemany.
     __mapper_args__ = {"eager_defaults": False}
 
     id: Mapped[int] = mapped_column(primary_key=True)

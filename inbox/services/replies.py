@@ -25,7 +25,6 @@ from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.enums import RequestType
 from inbox.errors import ConfigError
 from inbox.ids import ensure_id
-from inbox.mail.store import blob_for
 from inbox.mail.outgoing import (
     DeliveryError,
     MailFile,
@@ -40,6 +39,7 @@ from inbox.mail.outgoing import (
     safe_content_type,
     subject_with_reference,
 )
+from inbox.mail.store import blob_for
 from inbox.models.audit import AuditTag
 from inbox.models.message import Attachment, Message, RawMessage
 from inbox.models.ticket import Ticket
@@ -423,7 +423,9 @@ def deliver_queued(session: Session, delivery_id: int) -> bool:
         MailDelivery,
         delivery_id,
         options=[
-            joinedload(MailDelivery.message).joinedload(Message.raw_message),
+            joinedload(MailDelivery.message)
+            .joinedload(Message.raw_message)
+            .undefer(RawMessage.raw),
             joinedload(MailDelivery.message).joinedload(Message.ticket),
         ],
     )
@@ -542,11 +544,28 @@ def send_reply(session: Session, ticket: Ticket, reply: Reply, actor: str) -> Me
 def automatic_recipients(session: Session) -> set[str]:
     """Return the addresses that automatic mail was queued for in the current transaction.
 
-    The rate limit checks them besides the stored deliveries, so it needs no flush to see mail
-    queued moments ago in the same batch.
+    The rate limit checks them as well as the stored deliveries, so it finds mail queued earlier
+    in the same batch without a flush.
     """
     recipients: set[str] = transaction_cache(session).setdefault(_AUTOMATIC_RECIPIENTS, set())
     return recipients
+
+
+def recent_automatic_mail(session: Session, address: str, now: datetime) -> bool:
+    """Return whether a stored delivery sent automatic mail to ``address`` within the window.
+
+    Mail queued in the current transaction is in ``automatic_recipients``, so the query need
+    not flush.
+    """
+    with session.no_autoflush:
+        found = session.scalars(
+            select(MailDelivery.id).where(
+                MailDelivery.recipient == address,
+                MailDelivery.is_automatic.is_(True),
+                MailDelivery.created_at >= now - AUTOMATIC_MAIL_WINDOW,
+            )
+        ).first()
+    return found is not None
 
 
 def acknowledgement_block(session: Session, ticket: Ticket, now: datetime) -> str | None:
@@ -566,17 +585,7 @@ def acknowledgement_block(session: Session, ticket: Ticket, now: datetime) -> st
         return "the requester has no address"
     if address in ingest_settings(config).own_addresses:
         return "the requester is our own mailbox"
-    if address in automatic_recipients(session):
-        return "an automatic mail went to this address within 24 hours"
-    with session.no_autoflush:
-        recent = session.scalars(
-            select(MailDelivery.id).where(
-                MailDelivery.recipient == address,
-                MailDelivery.is_automatic.is_(True),
-                MailDelivery.created_at >= now - AUTOMATIC_MAIL_WINDOW,
-            )
-        ).first()
-    if recent is not None:
+    if address in automatic_recipients(session) or recent_automatic_mail(session, address, now):
         return "an automatic mail went to this address within 24 hours"
     if ticket.due_at is not None and ticket.due_at <= now:
         # A backlog import would otherwise promise a reply by a date that has passed.
@@ -593,7 +602,8 @@ def queue_acknowledgement(session: Session, ticket: Ticket) -> MailDelivery | No
     a recent automatic mail to the same address, or no sender address configured. Safe to run
     twice. The caller commits.
     """
-    # A ticket that is not written yet has no mail; asking would make the session write it.
+    # A ticket that is not written yet has no stored mail, and the query would make the session
+    # write it. Mail queued for it in this transaction is caught by the rate limit below.
     if not inspect(ticket).pending:
         done = session.scalars(
             select(MailDelivery).where(
@@ -617,4 +627,3 @@ def queue_acknowledgement(session: Session, ticket: Ticket) -> MailDelivery | No
         logger.info("no acknowledgement for ticket %s: %s", ticket.reference, reason)
     record_event(session, AuditTag.MAIL_SUPPRESS, SYSTEM_ACTOR, ticket, {"reason": reason})
     return None
-

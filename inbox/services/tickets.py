@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inbox.audit import record_event
-from inbox.ids import ensure_id
 from inbox.enums import RequestType, TicketStatus, parse_choice
 from inbox.errors import TransitionError
+from inbox.ids import ensure_id
 from inbox.models.audit import AuditTag
 from inbox.models.ticket import ReferenceCounter, Ticket
 from inbox.models.types import utcnow
