@@ -18,7 +18,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 from dateutil import parser as date_parser
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from inbox.models.message import Message
 from inbox.models.ticket import Ticket
@@ -107,7 +107,7 @@ def match_thread(session: Session, parsed: ParsedMail) -> ThreadMatch:
     reference = find_reference_token(parsed.subject)
     if reference is None:
         return ThreadMatch(None)
-    ticket = session.scalars(select(Ticket).where(Ticket.reference == reference)).first()
+    ticket = ticket_by_reference(session, reference)
     if ticket is None:
         return ThreadMatch(None)
     ticket = follow_merges(session, ticket)
@@ -136,14 +136,40 @@ def follow_merges(session: Session, ticket: Ticket) -> Ticket:
 
 
 def ticket_by_message_ids(session: Session, message_ids: list[str]) -> Ticket | None:
-    """Return the ticket of the latest known message among ``message_ids``, or None."""
+    """Return the ticket of the latest known message among ``message_ids``, or None.
+
+    Messages added in this session but not flushed yet count too, and count as the latest: the
+    look-up does not flush, so a batch of mail keeps its rows for one flush at the end.
+    """
     wanted = [mid for mid in message_ids if mid][-50:]
     if not wanted:
         return None
-    known = session.scalars(
-        select(Message).where(Message.message_id.in_(wanted)).order_by(Message.id.desc()).limit(1)
-    ).first()
-    return known.ticket if known is not None else None
+    pending = [
+        obj
+        for obj in session.new
+        if isinstance(obj, Message) and obj.message_id and obj.message_id in wanted
+    ]
+    if pending:
+        # Unflushed rows have no id without client ids, so the order they were added is used.
+        latest = max(pending, key=lambda message: inspect(message).insert_order)
+        return latest.ticket
+    with session.no_autoflush:
+        known = session.scalars(
+            select(Message)
+            .where(Message.message_id.in_(wanted))
+            .order_by(Message.id.desc())
+            .limit(1)
+        ).first()
+        return known.ticket if known is not None else None
+
+
+def ticket_by_reference(session: Session, reference: str) -> Ticket | None:
+    """Return the ticket with this reference, one added in this session but not flushed included."""
+    for obj in session.new:
+        if isinstance(obj, Ticket) and obj.reference == reference:
+            return obj
+    with session.no_autoflush:
+        return session.scalars(select(Ticket).where(Ticket.reference == reference)).first()
 
 
 def find_bounced_ticket(session: Session, raw: bytes) -> Ticket | None:
