@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from inbox.ids import ensure_id
+from inbox.ids import ensure_id, hands_out_ids
 from inbox.models.audit import AuditEvent, AuditTag
 from inbox.models.types import utcnow
+from inbox.rowqueue import queue_rows
 from inbox.txcache import transaction_cache
 
 if TYPE_CHECKING:
@@ -40,14 +41,21 @@ _TAIL_KEY = "audit.chain_tail"
 
 def compute_hash(event: AuditEvent) -> str:
     """Return the SHA-256 over the event's fields and its predecessor's hash."""
-    payload = {
-        "prev_hash": event.prev_hash,
-        "created_at": event.created_at.isoformat(),
-        "tag": event.tag,
-        "actor": event.actor,
-        "ticket_id": event.ticket_id,
-        "data": event.data,
-    }
+    return hash_of(
+        {
+            "prev_hash": event.prev_hash,
+            "created_at": event.created_at,
+            "tag": event.tag,
+            "actor": event.actor,
+            "ticket_id": event.ticket_id,
+            "data": event.data,
+        }
+    )
+
+
+def hash_of(fields: dict[str, Any]) -> str:
+    """Return the SHA-256 over an event's fields, given as a row, and its predecessor's hash."""
+    payload = {**fields, "created_at": fields["created_at"].isoformat()}
     encoded = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
@@ -81,18 +89,24 @@ def record_event(
             previous = session.scalars(
                 select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
             ).first()
-    event = AuditEvent(
-        created_at=utcnow().replace(microsecond=0),
-        tag=str(tag),
-        actor=actor,
-        ticket_id=ticket_id,
-        data=json.loads(json.dumps(data or {}, default=str)),
-        prev_hash=previous or GENESIS_HASH,
-    )
-    event.hash = compute_hash(event)
+    row: dict[str, Any] = {
+        "prev_hash": previous or GENESIS_HASH,
+        "created_at": utcnow().replace(microsecond=0),
+        "tag": str(tag),
+        "actor": actor,
+        "ticket_id": ticket_id,
+        "data": json.loads(json.dumps(data or {}, default=str)),
+    }
+    row["hash"] = hash_of(row)
+    transaction_cache(session)[_TAIL_KEY] = row["hash"]
+    if hands_out_ids(session):
+        # A batch's events go in as plain rows after the rows they name, in the order recorded:
+        # on SQLite each has its id now, on PostgreSQL the sequence numbers them in that order.
+        queue_rows(session, AuditEvent.__table__, [row])
+        return AuditEvent(**row)
+    event = AuditEvent(**row)
     # The next flush writes the event with the other pending rows, in the order they were added.
     session.add(event)
-    transaction_cache(session)[_TAIL_KEY] = event.hash
     return event
 
 

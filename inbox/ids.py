@@ -91,6 +91,14 @@ def ensure_id(session: Session, obj: Any) -> int:
     return int(obj.id)
 
 
+def next_sqlite_ids(session: Session, table: Table, count: int) -> range:
+    """Return ``count`` new ids of a SQLite table. Call it only where ``hands_out_ids`` is true."""
+    first = next_id(session, table)
+    cache = transaction_cache(session)
+    cache[(_NEXT, table.name)] = first + count
+    return range(first, first + count)
+
+
 def next_id(session: Session, table: Table) -> int:
     """Return a new id for ``table``. Call it only where ``hands_out_ids`` is true."""
     connection = session.connection()

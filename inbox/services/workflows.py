@@ -31,6 +31,7 @@ from inbox.models.workflow import (
     WorkflowStep,
     WorkflowVersion,
 )
+from inbox.rowqueue import flush_queued, has_queued, queue_rows
 from inbox.services.tickets import change_status
 from inbox.txcache import transaction_cache
 from inbox.workflow import (
@@ -192,8 +193,9 @@ def start_workflow(session: Session, ticket: Ticket, actor: str) -> WorkflowInst
         for position, step in enumerate(steps)
     ]
     if hands_out_ids(session):
-        # With ids handed out, the flush writes the steps of many tickets in one statement.
-        instance.steps = [WorkflowStep(**row, version=version) for row in rows]
+        # The flush that writes the instance writes the steps of every ticket of the batch with
+        # one executemany, without the ORM's work per object.
+        queue_rows(session, WorkflowStep.__table__, rows)
     else:
         # One bulk INSERT: SQLite hands back new ids one row at a time, so adding the steps as
         # objects cost an INSERT each. render_nulls keeps every row in one shape, so that steps
@@ -216,6 +218,10 @@ def instance_of(session: Session, ticket: Ticket) -> WorkflowInstance | None:
     """Return the ticket's workflow instance, or None for a ticket opened before workflows."""
     started = transaction_cache(session).get(("workflow_instance", ticket.id))
     if started is not None:
+        if has_queued(session, WorkflowStep.__table__):
+            # The steps of a workflow started in this transaction may still wait in the queue.
+            flush_queued(session)
+            session.expire(started, ["steps"])
         return started  # type: ignore[no-any-return]
     return session.scalars(
         select(WorkflowInstance).where(WorkflowInstance.ticket_id == ticket.id)
