@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import imapclient
-import psycopg2
+import psycopg
 import redis
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -55,7 +55,7 @@ DEFAULT_USER = "inbox"
 DEFAULT_PASSWORD = "inbox-test-password"
 """Password of DEFAULT_USER."""
 
-POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 """SQLAlchemy URL of the test database unless INBOX_TEST_POSTGRES_URL is set."""
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -381,11 +381,11 @@ def require_postgres(url: str) -> None:
 
     :raises ServerUnavailableError: with the command that starts PostgreSQL.
     """
-    # psycopg2 takes libpq URLs, which have no "+driver" part after the scheme.
+    # psycopg takes libpq URLs, which have no "+driver" part after the scheme.
     dsn = re.sub(r"^postgresql\+\w+://", "postgresql://", url)
     try:
-        connection = psycopg2.connect(dsn, connect_timeout=5)
-    except psycopg2.OperationalError as exc:
+        connection = psycopg.connect(dsn, connect_timeout=5)
+    except psycopg.OperationalError as exc:
         raise ServerUnavailableError(
             f"PostgreSQL at {_redact_password(url)} is not available: {str(exc).strip()}. "
             "Start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main "

@@ -53,7 +53,7 @@ def test_unknown_database_scheme_names_url(monkeypatch: pytest.MonkeyPatch, tmp_
 def test_postgres_url_spelling_normalised(tmp_path: Path) -> None:
     settings = load_settings({"DATABASE_URL": "postgres://u@h/db"}, tmp_path)
 
-    assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg2://u@h/db"
+    assert settings["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@h/db"
 
 
 def test_redact_url_hides_password() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import flask_migrate
-import psycopg2
+import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -27,10 +27,13 @@ def empty_database_url(tmp_path: Path) -> Iterator[str]:
         return
     server = make_url(postgres_url())
     name = f"inbox_migrations_{os.getpid()}"
-    admin = psycopg2.connect(
-        host=server.host, port=server.port, user=server.username, dbname=server.database
+    admin = psycopg.connect(
+        host=server.host,
+        port=server.port,
+        user=server.username,
+        dbname=server.database,
+        autocommit=True,
     )
-    admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
         cursor.execute(f'CREATE DATABASE "{name}"')

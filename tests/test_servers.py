@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import smtplib
 import tempfile
@@ -12,7 +13,7 @@ from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 
 import imapclient
-import psycopg2
+import psycopg
 import pytest
 import redis
 
@@ -208,8 +209,8 @@ def test_dovecot_rejects_invalid_user_name(dovecot: Dovecot) -> None:
 def test_postgres_answers_select() -> None:
     require_postgres(postgres_url())
 
-    dsn = postgres_url().replace("postgresql+psycopg2://", "postgresql://")
-    connection = psycopg2.connect(dsn, connect_timeout=5)
+    dsn = re.sub(r"^postgresql\+\w+://", "postgresql://", postgres_url())
+    connection = psycopg.connect(dsn, connect_timeout=5)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT current_database()")
@@ -220,14 +221,14 @@ def test_postgres_answers_select() -> None:
 
 
 def test_postgres_url_reads_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    url = "postgresql+psycopg2://postgres@127.0.0.1:5432/other"
+    url = "postgresql+psycopg://postgres@127.0.0.1:5432/other"
     monkeypatch.setenv("INBOX_TEST_POSTGRES_URL", url)
 
     assert postgres_url() == url
 
 
 def test_postgres_unreachable_names_start_command() -> None:
-    url = f"postgresql+psycopg2://postgres:secret@127.0.0.1:{find_free_port()}/test"
+    url = f"postgresql+psycopg://postgres:secret@127.0.0.1:{find_free_port()}/test"
 
     with pytest.raises(ServerUnavailableError) as raised:
         require_postgres(url)

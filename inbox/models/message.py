@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from inbox.extensions import db
+from inbox.models import compression
 from inbox.models.types import UTCDateTime, utcnow
 
 if TYPE_CHECKING:
@@ -130,3 +131,7 @@ class Attachment(db.Model):  # type: ignore[name-defined,misc]
 
     message: Mapped[Message] = relationship(back_populates="attachments")
     blob: Mapped[Blob | None] = relationship()
+
+
+compression.register(RawMessage.__table__)
+compression.register(Blob.__table__)
