@@ -6,15 +6,18 @@ Run as root (the private Dovecot needs it): ``python bench/bench_ingest.py --cou
 
 - raw: imapclient fetches every message (BODY.PEEK[], batches of 100) and mail-parser parses
   it, with no database;
-- end to end: ``poll_mailboxes`` from connect to committed tickets, on an empty database, with
-  the acknowledgement of each new request written to the file outbox. ``--no-acknowledge``
-  turns acknowledgements off, to measure the ingest alone. ``--redis-url`` makes the poll
-  enqueue them on RQ for a worker instead, as a deployment with Redis does.
+- end to end: ``poll_mailboxes`` on an empty database, from connect to the moment every new
+  message is committed as a ticket (or reply) and marked on the server. Each new request's
+  acknowledgement is queued in the transaction that opens its ticket. After that moment the
+  poll composes the acknowledgements and writes them to the file outbox; the time until the
+  poll returns is reported as well. ``--no-acknowledge`` turns acknowledgements off.
+  ``--redis-url`` makes the poll enqueue them on RQ for a worker instead, as a deployment with
+  Redis does.
 
 Peak memory is the child's maximum resident set size (``resource.getrusage``), and separately
 that of its parse worker process, if the poll started one. The result is a Markdown table on
 standard output. PostgreSQL runs use the database ``inbox_bench`` on
-INBOX_BENCH_POSTGRES_URL (default ``postgresql+psycopg2://postgres@127.0.0.1:5432/inbox_bench``),
+INBOX_BENCH_POSTGRES_URL (default ``postgresql+psycopg://postgres@127.0.0.1:5432/inbox_bench``),
 which is dropped and created again before each run.
 """
 
@@ -24,6 +27,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -39,7 +43,7 @@ from tests.servers import DEFAULT_PASSWORD, DEFAULT_USER, Dovecot, start_dovecot
 
 logger = logging.getLogger(__name__)
 
-POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/inbox_bench"
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/inbox_bench"
 """Database of the PostgreSQL runs unless INBOX_BENCH_POSTGRES_URL is set."""
 
 FETCH_BATCH = 100
@@ -78,15 +82,17 @@ logging.disable(logging.WARNING)
 app = create_app(json.loads(sys.argv[1]), instance_path=sys.argv[2])
 with app.app_context():
     db.create_all()
-    started = time.perf_counter()
+    started = time.monotonic()
     results, errors = poll_mailboxes(db.session, app.config)
-    seconds = time.perf_counter() - started
+    ended = time.monotonic()
+    ingested = max((r.ingested_at for r in results if r.ingested_at), default=ended)
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(json.dumps({
     "count": sum(r.fetched for r in results), "errors": [str(e) for e in errors],
     "tickets": sum(r.new_tickets + r.replies + r.quarantined for r in results),
-    "seconds": seconds, "max_rss_kib": rss, "worker_rss_kib": worker_rss,
+    "seconds": ingested - started, "with_mail_seconds": ended - started,
+    "max_rss_kib": rss, "worker_rss_kib": worker_rss,
 }))
 """
 """Child process of the end-to-end measurement: one poll into an empty database."""
@@ -123,15 +129,14 @@ def fresh_database(kind: str, workdir: Path) -> str:
     if kind == "sqlite":
         path = workdir / f"bench-{time.monotonic_ns()}.db"
         return f"sqlite:///{path}"
-    import psycopg2
+    import psycopg
 
     url = os.environ.get("INBOX_BENCH_POSTGRES_URL", POSTGRES_URL)
     admin_dsn = (
-        url.replace("postgresql+psycopg2://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
+        re.sub(r"^postgresql\+\w+://", "postgresql://", url).rsplit("/", 1)[0] + "/postgres"
     )
     name = url.rsplit("/", 1)[1]
-    connection = psycopg2.connect(admin_dsn)
-    connection.autocommit = True
+    connection = psycopg.connect(admin_dsn, autocommit=True)
     with connection.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
         cursor.execute(f'CREATE DATABASE "{name}"')
@@ -206,17 +211,18 @@ def measure(
 def print_table(rows: list[dict[str, Any]]) -> None:
     """Print the measurements as a Markdown table."""
     print(
-        "| N | MiB | measurement | seconds | msg/s | peak RSS MiB | parse worker RSS MiB "
-        "| share of raw rate |"
+        "| N | MiB | measurement | seconds | msg/s | share of raw rate "
+        "| seconds until acknowledgements sent | peak RSS MiB | parse worker RSS MiB |"
     )
-    print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         share = f"{row['share']:.0%}" if "share" in row else ""
         worker = f"{row['worker_rss_kib'] / 1024:.0f}" if row.get("worker_rss_kib") else ""
+        with_mail = f"{row['with_mail_seconds']:.1f}" if "with_mail_seconds" in row else ""
         print(
             f"| {row['n']} | {row['mib']:.0f} | {row['kind']} | {row['seconds']:.1f} | "
-            f"{row['count'] / row['seconds']:.0f} | {row['max_rss_kib'] / 1024:.0f} | "
-            f"{worker} | {share} |"
+            f"{row['count'] / row['seconds']:.0f} | {share} | {with_mail} | "
+            f"{row['max_rss_kib'] / 1024:.0f} | {worker} |"
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -36,6 +37,7 @@ from inbox.services.intake import ingest_settings
 from inbox.services.replies import (
     AttachmentTooLargeError,
     Reply,
+    deliver_queued,
     render_draft,
     send_reply,
 )
@@ -344,6 +346,50 @@ def test_acknowledgement_without_sender_is_audited(make_app: Any) -> None:
 
         assert "INBOX_MAIL_FROM" in suppress_reason(ticket)
         db.session.remove()
+
+
+def ingest_without_delivery(app: Flask, raw: bytes) -> Ticket:
+    """Store and process one mail, leaving its acknowledgement queued."""
+    stored = store_raw(db.session, raw, datetime.now(UTC), None, "test")
+    db.session.commit()
+    settings = replace(ingest_settings(app.config), deliver=None)
+    [result] = process_batch(db.session, [stored.raw_message.id], settings)
+    return result.ticket
+
+
+def test_acknowledgement_queued_before_composed(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    ticket = ingest_without_delivery(mail_app, make_mail(body=DUTCH_BODY))
+
+    delivery = db.session.scalars(select(MailDelivery)).one()
+    assert delivery.status == DeliveryStatus.QUEUED
+    assert delivery.message_pk is None
+    assert delivery.recipient == "jan@example.net"
+    assert smtp_sink.messages == []
+
+    assert deliver_queued(db.session, delivery.id) is True
+
+    out = db.session.scalars(select(Message).where(Message.direction == "out")).one()
+    assert out.ticket_id == ticket.id
+    assert delivery.message_pk == out.id
+    assert len(smtp_sink.messages) == 1
+
+
+def test_acknowledgement_compose_fault_keeps_ticket(
+    mail_app: Flask, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticket = ingest_without_delivery(mail_app, make_mail(body=DUTCH_BODY))
+    delivery = db.session.scalars(select(MailDelivery)).one()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("template broke")
+
+    monkeypatch.setattr("inbox.services.replies.render_draft", broken)
+
+    assert deliver_queued(db.session, delivery.id) is False
+    assert delivery.status == DeliveryStatus.FAILED
+    assert "template broke" in suppress_reason(ticket)
+    assert db.session.get(Ticket, ticket.id) is not None
+    assert smtp_sink.messages == []
 
 
 @pytest.fixture

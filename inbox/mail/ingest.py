@@ -37,6 +37,7 @@ from inbox.models.message import Attachment, Message, RawMessage
 from inbox.models.ticket import Ticket
 from inbox.models.types import utcnow
 from inbox.models.workflow import MailDelivery
+from inbox.services.replies import check_recent_automatic_mail
 from inbox.services.tickets import NewTicket, change_status, open_ticket
 from inbox.sla import SlaPolicy
 
@@ -443,6 +444,9 @@ def process_together(
         return None
     try:
         with session.begin_nested(), client_ids(session):
+            if settings.acknowledge is not None:
+                senders = [p.parsed.from_addr for p in prepared.values() if p.parsed is not None]
+                check_recent_automatic_mail(session, senders)
             results = []
             for raw_message_id in ids:
                 raw_message = session.get(RawMessage, raw_message_id)
@@ -524,10 +528,19 @@ def deliver_queued_acknowledgements(
 ) -> None:
     """Hand the acknowledgements committed with a batch to ``settings.deliver``."""
     delivery_ids = [r.delivery_id for r in results if r.delivery_id is not None]
-    if settings.deliver is None or not delivery_ids:
+    deliver_acknowledgements(session, delivery_ids, settings.deliver)
+
+
+def deliver_acknowledgements(
+    session: Session,
+    delivery_ids: list[int],
+    deliver: Callable[[Session, list[int]], object] | None,
+) -> None:
+    """Hand committed acknowledgements to ``deliver``; a fault there is logged, the mail stays."""
+    if deliver is None or not delivery_ids:
         return
     try:
-        settings.deliver(session, delivery_ids)
+        deliver(session, delivery_ids)
     except Exception:  # noqa: BLE001 - the tickets are committed; a mail fault must not undo them
         session.rollback()
         logger.error("delivery of %s acknowledgements failed", len(delivery_ids), exc_info=True)

@@ -118,11 +118,15 @@ def watch_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _started() -> None:
+    """Do nothing: a job that makes the executor start its worker before the first batch."""
+
+
 class ParsePool:
     """One worker process that prepares batches; after any fault the poller works alone."""
 
     def __init__(self, max_attachment_bytes: int | None) -> None:
-        """Set up the pool; the worker process starts with the first batch.
+        """Set up the pool and start its worker, which imports the parser while the poller fetches.
 
         :raises OSError: the pool cannot be set up, for example without a usable /dev/shm.
         """
@@ -135,6 +139,8 @@ class ParsePool:
             initializer=watch_parent,
             initargs=(os.getpid(),),
         )
+        # The executor starts its process with the first job; this one only starts it.
+        self._executor.submit(_started)
 
     def submit(self, raw_by_id: dict[int, bytes]) -> Future[dict[int, Prepared]] | None:
         """Start preparing a batch; return None when the pool is closed or broken."""

@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from flask import current_app, has_app_context
@@ -33,7 +33,13 @@ from inbox.mail.imap import (
     connect_with_retry,
     logout_quietly,
 )
-from inbox.mail.ingest import IngestSettings, IngestTally, process_batch, quarantine
+from inbox.mail.ingest import (
+    IngestSettings,
+    IngestTally,
+    deliver_acknowledgements,
+    process_batch,
+    quarantine,
+)
 from inbox.mail.locks import LockSettings, mailbox_lock
 from inbox.mail.parsepool import ParsePool, Prepared
 from inbox.mail.store import FetchedMail, Location, store_fetched, store_raw
@@ -63,6 +69,10 @@ class PollResult(IngestTally):
     marked: int = 0
     reconnects: int = 0
     skipped: bool = False
+    # Acknowledgements committed by the poll and not yet handed to delivery.
+    delivery_ids: list[int] = field(default_factory=list)
+    # time.monotonic() when every new message was committed and marked, before delivery began.
+    ingested_at: float | None = None
 
 
 def chunked(items: Sequence[int], size: int) -> Iterator[list[int]]:
@@ -262,6 +272,10 @@ def poll_connected(
         len(new_uids),
     )
 
+    # Acknowledgements are sent once the whole backlog is committed and marked, so a large
+    # backlog's tickets are not held up by composing and sending mail between batches.
+    deliver = settings.deliver
+    settings = replace(settings, deliver=None)
     pool = start_parse_pool(settings, len(new_uids))
     waiting: list[tuple[dict[int, bytes], Future[dict[int, Prepared]] | None]] = []
 
@@ -272,11 +286,13 @@ def poll_connected(
                 after_batch(client, result)
 
     try:
-        for batch in chunked(new_uids, config.batch_size):
+        for number, batch in enumerate(chunked(new_uids, config.batch_size)):
             raw_by_id = fetch_and_store(
                 session, client, config, settings, uidvalidity, batch, result
             )
-            waiting.append((raw_by_id, pool.submit(raw_by_id) if pool is not None else None))
+            # The poller parses the first batch itself while the worker process starts up.
+            job = pool.submit(raw_by_id) if pool is not None and number > 0 else None
+            waiting.append((raw_by_id, job))
             # A parse worker parses the newest batch while the poller writes the one before it.
             # Without a worker, each batch is processed as soon as it is stored.
             process_waiting(keep=0 if pool is None else 1)
@@ -286,6 +302,9 @@ def poll_connected(
             pool.close()
 
     result.marked += mark_processed(session, client, config, uidvalidity)
+    result.ingested_at = time.monotonic()
+    deliver_acknowledgements(session, result.delivery_ids, deliver)
+    result.delivery_ids.clear()
     return result
 
 
@@ -314,6 +333,8 @@ def process_fetched(
     prepared = pool.results(job) if pool is not None else {}
     for processed in process_batch(session, list(raw_by_id), settings, raw_by_id, prepared):
         result.count(processed)
+        if processed.delivery_id is not None:
+            result.delivery_ids.append(processed.delivery_id)
 
 
 def pending_raw_ids(session: Session, mailbox: str) -> list[int]:
@@ -354,6 +375,8 @@ def process_stored(
     batch = [i for i in raw_message_ids if i not in headers_only]
     for processed in process_batch(session, batch, settings):
         result.count(processed)
+        if processed.delivery_id is not None:
+            result.delivery_ids.append(processed.delivery_id)
 
 
 def fetch_and_store(

@@ -162,7 +162,8 @@ class MailDelivery(db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "mail_delivery"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    message_pk: Mapped[int] = mapped_column(ForeignKey("message.id"), unique=True)
+    # Empty while an acknowledgement waits to be composed: the ingest queues only the promise.
+    message_pk: Mapped[int | None] = mapped_column(ForeignKey("message.id"), unique=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
     # Lower-cased, so the one-automatic-mail-per-sender-per-day rule is a plain query.
     recipient: Mapped[str] = mapped_column(String(320), index=True)
@@ -174,7 +175,7 @@ class MailDelivery(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    message: Mapped[Message] = relationship()
+    message: Mapped[Message | None] = relationship()
 
 
 class IdentityCheck(db.Model):  # type: ignore[name-defined,misc]

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, joinedload
 from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.enums import RequestType
 from inbox.errors import ConfigError
-from inbox.ids import ensure_id
+from inbox.ids import begin_write_transaction, ensure_id
 from inbox.mail.outgoing import (
     DeliveryError,
     MailFile,
@@ -67,6 +67,9 @@ AUTOMATIC_MAIL_WINDOW = timedelta(hours=24)
 
 _AUTOMATIC_RECIPIENTS = "replies.automatic_recipients"
 """Key in the transaction cache of the addresses automatic mail was queued for."""
+
+_RECENT_CHECKED = "replies.recent_checked"
+"""Key in the transaction cache of addresses whose rate limit was looked up, with the answer."""
 
 MAIL_LANGUAGES = ("nl", "en")
 """Languages of the mail templates."""
@@ -297,6 +300,30 @@ def queue_delivery(session: Session, ticket: Ticket, reply: Reply, actor: str) -
         notice after the original deadline, or a file that is too large or not the ticket's.
     :raises ConfigError: no sender address is configured.
     """
+    delivery = MailDelivery(
+        ticket_id=ticket.id,
+        recipient=ticket.requester_email.lower(),
+        template=reply.template,
+        is_automatic=reply.is_automatic,
+        status=DeliveryStatus.QUEUED,
+        created_at=utcnow(),
+    )
+    compose_into(session, delivery, ticket, reply, actor)
+    if delivery.is_automatic:
+        automatic_recipients(session).add(delivery.recipient)
+    return delivery
+
+
+def compose_into(
+    session: Session, delivery: MailDelivery, ticket: Ticket, reply: Reply, actor: str
+) -> Message:
+    """Build the mail of ``delivery``, store it as the ticket's outgoing message, and audit it.
+
+    A reply step that names the mail's template is marked done.
+
+    :raises WorkflowStateError: see ``queue_delivery``.
+    :raises ConfigError: no sender address is configured.
+    """
     subject, body = reply.subject.strip(), reply.body.strip()
     if not subject or len(subject) > MAX_SUBJECT_CHARS or not body or len(body) > MAX_BODY_CHARS:
         raise WorkflowStateError("a reply needs a subject and a text within the length limits")
@@ -334,20 +361,11 @@ def queue_delivery(session: Session, ticket: Ticket, reply: Reply, actor: str) -
 
     message = _store_outgoing(session, ticket, mail, message_id, raw, now)
     stored = [store_file(session, message, item, len(item.data)) for item in files]
-    delivery = MailDelivery(
-        message=message,
-        ticket_id=ticket.id,
-        recipient=mail.recipient.lower(),
-        template=reply.template,
-        is_automatic=reply.is_automatic,
-        status=DeliveryStatus.QUEUED,
-        created_at=now,
-    )
+    # Added only now, so a mail that fails a check above leaves nothing for the caller's commit.
     session.add(delivery)
+    delivery.message = message
+    delivery.recipient = mail.recipient.lower()
     ensure_id(session, message)
-    ensure_id(session, delivery)
-    if delivery.is_automatic:
-        automatic_recipients(session).add(delivery.recipient)
 
     record_event(
         session,
@@ -356,7 +374,7 @@ def queue_delivery(session: Session, ticket: Ticket, reply: Reply, actor: str) -
         ticket,
         {
             "message": message.id,
-            "delivery": delivery.id,
+            "delivery": ensure_id(session, delivery),
             "template": reply.template,
             "automatic": reply.is_automatic,
             "sha256": hashlib.sha256(raw).hexdigest(),
@@ -368,13 +386,13 @@ def queue_delivery(session: Session, ticket: Ticket, reply: Reply, actor: str) -
     if reply.template:
         complete_reply_step(session, ticket, reply.template, actor)
     logger.info(
-        "mail %s queued for ticket %s by %s with %s attachments",
+        "mail %s composed for ticket %s by %s with %s attachments",
         delivery.id,
         ticket.reference,
         actor,
         len(stored),
     )
-    return delivery
+    return message
 
 
 def _store_outgoing(
@@ -431,7 +449,10 @@ def deliver_queued(session: Session, delivery_id: int) -> bool:
     )
     if delivery is None or delivery.status != DeliveryStatus.QUEUED:
         return False
+    if delivery.message is None and not compose_queued(session, delivery):
+        return False
     message = delivery.message
+    assert message is not None
     ticket = message.ticket
     raw_message = message.raw_message
     assert raw_message is not None
@@ -471,6 +492,37 @@ def deliver_queued(session: Session, delivery_id: int) -> bool:
         ticket,
         {"delivery": delivery.id, "message": message.id, "to": target.rpartition("/")[2]},
     )
+    session.commit()
+    return True
+
+
+def compose_queued(session: Session, delivery: MailDelivery) -> bool:
+    """Compose a queued mail that has no message yet and commit it; return whether it worked.
+
+    The mail is committed before it is sent, so a crash in between sends the same bytes later.
+    A mail that cannot be composed (a broken template, a ticket without an address) is marked
+    failed and audited; it is not retried.
+    """
+    ticket = session.get(Ticket, delivery.ticket_id)
+    assert ticket is not None
+    begin_write_transaction(session)
+    try:
+        with session.begin_nested():
+            compose_acknowledgement(session, delivery, ticket)
+    except Exception as exc:  # noqa: BLE001 - the ticket stays; only this mail is given up
+        logger.error("mail %s could not be composed", delivery.id, exc_info=True)
+        reason = f"acknowledgement failed: {type(exc).__name__}: {exc}"[:2000]
+        delivery.status = DeliveryStatus.FAILED
+        delivery.last_error = reason
+        record_event(
+            session,
+            AuditTag.MAIL_SUPPRESS,
+            SYSTEM_ACTOR,
+            ticket,
+            {"reason": reason, "delivery": delivery.id},
+        )
+        session.commit()
+        return False
     session.commit()
     return True
 
@@ -557,15 +609,40 @@ def recent_automatic_mail(session: Session, address: str, now: datetime) -> bool
     Mail queued in the current transaction is in ``automatic_recipients``, so the query need
     not flush.
     """
+    checked: dict[str, bool] = transaction_cache(session).get(_RECENT_CHECKED, {})
+    if address in checked:
+        return checked[address]
+    return bool(recently_mailed(session, [address], now))
+
+
+def recently_mailed(session: Session, addresses: list[str], now: datetime) -> set[str]:
+    """Return those of ``addresses`` that stored automatic mail went to within the window."""
     with session.no_autoflush:
-        found = session.scalars(
-            select(MailDelivery.id).where(
-                MailDelivery.recipient == address,
-                MailDelivery.is_automatic.is_(True),
-                MailDelivery.created_at >= now - AUTOMATIC_MAIL_WINDOW,
+        return set(
+            session.scalars(
+                select(MailDelivery.recipient).where(
+                    MailDelivery.recipient.in_(addresses),
+                    MailDelivery.is_automatic.is_(True),
+                    MailDelivery.created_at >= now - AUTOMATIC_MAIL_WINDOW,
+                )
             )
-        ).first()
-    return found is not None
+        )
+
+
+def check_recent_automatic_mail(session: Session, addresses: list[str]) -> None:
+    """Look up the rate limit of many addresses in one query, for the rest of the transaction.
+
+    The ingest calls this before a batch, so each new ticket's acknowledgement does not query
+    the deliveries on its own. Mail queued later in the transaction is in
+    ``automatic_recipients``.
+    """
+    wanted = sorted({address.lower() for address in addresses if address})
+    if not wanted:
+        return
+    checked: dict[str, bool] = transaction_cache(session).setdefault(_RECENT_CHECKED, {})
+    found = recently_mailed(session, wanted, utcnow())
+    for address in wanted:
+        checked[address] = address in found
 
 
 def acknowledgement_block(session: Session, ticket: Ticket, now: datetime) -> str | None:
@@ -596,11 +673,12 @@ def acknowledgement_block(session: Session, ticket: Ticket, now: datetime) -> st
 def queue_acknowledgement(session: Session, ticket: Ticket) -> MailDelivery | None:
     """Queue the acknowledgement of a new request ticket in the caller's transaction.
 
-    The ingest calls this in the transaction that opens the ticket, so the ticket and its
-    acknowledgement are committed together and delivered after the commit (a transactional
-    outbox). Returns None when no mail is due, and audits why: automatic mail, our own address,
-    a recent automatic mail to the same address, or no sender address configured. Safe to run
-    twice. The caller commits.
+    The ingest calls this in the transaction that opens the ticket, so the ticket and the
+    promise of its acknowledgement are committed together (a transactional outbox). The mail
+    itself is rendered and stored when it is delivered (``deliver_queued``), which keeps the
+    ingest of a large backlog fast. Returns None when no mail is due, and audits why: automatic
+    mail, our own address, a recent automatic mail to the same address, or no sender address
+    configured. Safe to run twice. The caller commits.
     """
     # A ticket that is not written yet has no stored mail, and the query would make the session
     # write it. Mail queued for it in this transaction is caught by the rate limit below.
@@ -616,14 +694,46 @@ def queue_acknowledgement(session: Session, ticket: Ticket) -> MailDelivery | No
     reason = acknowledgement_block(session, ticket, utcnow())
     if reason is None:
         try:
-            draft = render_draft(session, ticket, "acknowledgement")
-            reply = Reply(draft.subject, draft.body, "acknowledgement", is_automatic=True)
-            # A missing sender address raises before queue_delivery writes anything.
-            return queue_delivery(session, ticket, reply, SYSTEM_ACTOR)
+            sender_address(current_app.config)
         except ConfigError as exc:
             reason = str(exc)
             logger.warning("no acknowledgement for ticket %s: %s", ticket.reference, reason)
     else:
         logger.info("no acknowledgement for ticket %s: %s", ticket.reference, reason)
-    record_event(session, AuditTag.MAIL_SUPPRESS, SYSTEM_ACTOR, ticket, {"reason": reason})
-    return None
+    if reason is not None:
+        record_event(session, AuditTag.MAIL_SUPPRESS, SYSTEM_ACTOR, ticket, {"reason": reason})
+        return None
+
+    delivery = MailDelivery(
+        ticket_id=ensure_id(session, ticket),
+        recipient=ticket.requester_email.lower(),
+        template="acknowledgement",
+        is_automatic=True,
+        status=DeliveryStatus.QUEUED,
+        created_at=utcnow(),
+    )
+    session.add(delivery)
+    automatic_recipients(session).add(delivery.recipient)
+    record_event(
+        session,
+        AuditTag.MAIL_QUEUE,
+        SYSTEM_ACTOR,
+        ticket,
+        {
+            "delivery": ensure_id(session, delivery),
+            "template": "acknowledgement",
+            "automatic": True,
+        },
+    )
+    return delivery
+
+
+def compose_acknowledgement(session: Session, delivery: MailDelivery, ticket: Ticket) -> None:
+    """Render and store a queued acknowledgement that has no mail yet; the caller commits.
+
+    :raises WorkflowStateError: the ticket can no longer be acknowledged (no address left).
+    :raises ConfigError: the sender address was removed since the mail was queued.
+    """
+    draft = render_draft(session, ticket, delivery.template)
+    reply = Reply(draft.subject, draft.body, delivery.template, is_automatic=True)
+    compose_into(session, delivery, ticket, reply, SYSTEM_ACTOR)
