@@ -47,6 +47,7 @@ from inbox.models.audit import AuditTag
 from inbox.models.mailbox import Mailbox
 from inbox.models.message import MailLocation, RawMessage
 from inbox.models.types import utcnow
+from inbox.services.replies import uncomposed_acknowledgements
 
 logger = logging.getLogger(__name__)
 
@@ -272,10 +273,13 @@ def poll_connected(
         len(new_uids),
     )
 
-    # Acknowledgements are sent once the whole backlog is committed and marked, so a large
-    # backlog's tickets are not held up by composing and sending mail between batches.
-    deliver = settings.deliver
-    settings = replace(settings, deliver=None)
+    # Sent by this process, acknowledgements go out once the whole backlog is committed and
+    # marked, so a large backlog's tickets are not held up by composing and sending mail between
+    # batches. Those a killed poll left queued go out with them.
+    deliver = settings.deliver if settings.deliver_after_poll else None
+    if deliver is not None:
+        settings = replace(settings, deliver=None)
+        result.delivery_ids.extend(uncomposed_acknowledgements(session))
     pool = start_parse_pool(settings, len(new_uids))
     waiting: list[tuple[dict[int, bytes], Future[dict[int, Prepared]] | None]] = []
 
@@ -287,8 +291,11 @@ def poll_connected(
 
     try:
         for number, batch in enumerate(chunked(new_uids, config.batch_size)):
+            # While a stored batch waits to be processed, its commit also commits this batch's
+            # raw bytes, a commit less per batch. Each batch is still committed before any of
+            # its own processing starts.
             raw_by_id = fetch_and_store(
-                session, client, config, settings, uidvalidity, batch, result
+                session, client, config, settings, uidvalidity, batch, result, commit=not waiting
             )
             # The poller parses the first batch itself while the worker process starts up.
             job = pool.submit(raw_by_id) if pool is not None and number > 0 else None
@@ -303,7 +310,7 @@ def poll_connected(
 
     result.marked += mark_processed(session, client, config, uidvalidity)
     result.ingested_at = time.monotonic()
-    deliver_acknowledgements(session, result.delivery_ids, deliver)
+    deliver_acknowledgements(session, list(dict.fromkeys(result.delivery_ids)), deliver)
     result.delivery_ids.clear()
     return result
 
@@ -387,11 +394,14 @@ def fetch_and_store(
     uidvalidity: int,
     uids: list[int],
     result: PollResult,
-) -> list[int]:
-    """Fetch one batch and commit its raw bytes.
+    *,
+    commit: bool = True,
+) -> dict[int, bytes]:
+    """Fetch one batch and store its raw bytes, committing them unless ``commit`` is false.
 
     Returns the raw bytes of every stored message that still needs processing, by raw message
-    id in UID order, so processing does not read them back from the database.
+    id in UID order, so processing does not read them back from the database. A caller that
+    passes ``commit=False`` commits before it processes them.
     """
     sizes = client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE"])
     wanted = [
@@ -425,7 +435,10 @@ def fetch_and_store(
             result.stored += 1
         if not outcome.raw_message.is_processed:
             to_process[outcome.raw_message.id] = item.raw
-    session.commit()
+    if commit:
+        session.commit()
+    else:
+        session.flush()
 
     for uid in oversize:
         store_oversize(session, client, config, settings, uidvalidity, uid, sizes[uid], result)
