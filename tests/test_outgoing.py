@@ -16,6 +16,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from inbox.audit import verify_chain
 from inbox.errors import ConfigError
 from inbox.extensions import db
 from inbox.mail.filters import LOOP_HEADER
@@ -32,12 +33,13 @@ from inbox.models.audit import AuditEvent, AuditTag
 from inbox.models.message import Attachment, Blob, Message
 from inbox.models.ticket import Ticket
 from inbox.models.user import Role
-from inbox.models.workflow import DeliveryStatus, MailDelivery, StepStatus
+from inbox.models.workflow import DeliveryStatus, MailDelivery, StepStatus, WorkflowStep
 from inbox.services.intake import ingest_settings
 from inbox.services.replies import (
     AttachmentTooLargeError,
     Reply,
     deliver_queued,
+    dispatch,
     render_draft,
     send_reply,
 )
@@ -390,6 +392,49 @@ def test_acknowledgement_compose_fault_keeps_ticket(
     assert "template broke" in suppress_reason(ticket)
     assert db.session.get(Ticket, ticket.id) is not None
     assert smtp_sink.messages == []
+
+
+def queue_two(app: Flask) -> list[int]:
+    """Ingest requests from two senders without delivery; return their queued delivery ids."""
+    ingest_without_delivery(app, make_mail(body=DUTCH_BODY))
+    ingest_without_delivery(app, make_mail(sender="Piet <piet@example.net>", body=DUTCH_BODY))
+    return list(db.session.scalars(select(MailDelivery.id).order_by(MailDelivery.id)))
+
+
+def test_dispatch_composes_batch_in_one_commit(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    ids = queue_two(mail_app)
+
+    dispatch(db.session, ids)
+
+    assert len(smtp_sink.messages) == 2
+    statuses = db.session.scalars(select(MailDelivery.status)).all()
+    assert statuses == [DeliveryStatus.SENT, DeliveryStatus.SENT]
+    steps = db.session.scalars(
+        select(WorkflowStep).where(WorkflowStep.step_id == "acknowledge")
+    ).all()
+    assert [step.status for step in steps] == [StepStatus.DONE, StepStatus.DONE]
+    assert verify_chain(db.session).is_intact
+
+
+def test_dispatch_batch_fault_isolates_one_mail(
+    mail_app: Flask, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = queue_two(mail_app)
+    real = render_draft
+
+    def broken_for_piet(session: Any, ticket: Ticket, template: str, *args: Any) -> Any:
+        if ticket.requester_email == "piet@example.net":
+            raise RuntimeError("template broke")
+        return real(session, ticket, template, *args)
+
+    monkeypatch.setattr("inbox.services.replies.render_draft", broken_for_piet)
+
+    dispatch(db.session, ids)
+
+    assert [sent.rcpt_tos for sent in smtp_sink.messages] == [("jan@example.net",)]
+    statuses = db.session.scalars(select(MailDelivery.status).order_by(MailDelivery.id)).all()
+    assert statuses == [DeliveryStatus.SENT, DeliveryStatus.FAILED]
+    assert verify_chain(db.session).is_intact
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,12 +13,15 @@ from sqlalchemy import func, select
 
 from inbox.errors import MailboxError
 from inbox.extensions import db
+from inbox.mail.ingest import process_batch
 from inbox.mail.locks import LockSettings, mailbox_lock
+from inbox.mail.store import store_raw
 from inbox.models.message import MailLocation, RawMessage
 from inbox.models.ticket import Ticket
-from inbox.services.intake import poll_mailboxes
+from inbox.models.workflow import DeliveryStatus, MailDelivery
+from inbox.services.intake import ingest_settings, poll_mailboxes
 from tests.factories import incoming, make_mail
-from tests.servers import Dovecot
+from tests.servers import DEFAULT_PASSWORD, DEFAULT_USER, Dovecot
 
 RECEIVED = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
 
@@ -180,3 +184,31 @@ def test_connect_error_is_mailbox_error() -> None:
     config = MailboxConfig("x", "127.0.0.1", 1, "none", "u", "p", timeout_seconds=2)
     with pytest.raises(MailboxError):
         connect(config)
+
+
+def test_poll_sends_acknowledgements_left_queued(make_app, mailbox: Dovecot) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(
+        IMAP_HOST="127.0.0.1",
+        IMAP_PORT=mailbox.port,
+        IMAP_SECURITY="none",
+        IMAP_USER=DEFAULT_USER,
+        IMAP_PASSWORD=DEFAULT_PASSWORD,
+        IMAP_TIMEOUT_SECONDS=10.0,
+        MAIL_FROM="privacy@example.org",
+    )
+    with app.app_context():
+        # A poll killed after its commit leaves the acknowledgement queued and uncomposed.
+        stored = store_raw(db.session, make_mail(), datetime.now(UTC), None, "test")
+        db.session.commit()
+        settings = replace(ingest_settings(app.config), deliver=None)
+        process_batch(db.session, [stored.raw_message.id], settings)
+        delivery = db.session.scalars(select(MailDelivery)).one()
+        assert delivery.message_pk is None
+
+        poll_once(app)
+
+        db.session.refresh(delivery)
+        assert delivery.status == DeliveryStatus.SENT
+        assert delivery.message_pk is not None
+        assert list((Path(app.instance_path) / "outbox").iterdir())
+        db.session.remove()

@@ -67,6 +67,10 @@ class IngestSettings:
     # Called after the batch commit with the ids of the deliveries queued in it, to send them.
     # A fault there is logged; the mail stays queued.
     deliver: Callable[[Session, list[int]], object] | None = None
+    # The poller sends a poll's acknowledgements once all its mail is committed, instead of after
+    # each batch. Set where this process sends them itself; a queue for workers gets each batch's
+    # at once.
+    deliver_after_poll: bool = False
 
 
 @dataclass

@@ -76,6 +76,7 @@ def ingest_settings(config: Mapping[str, Any]) -> IngestSettings:
         parse_worker=bool(config.get("PARSE_WORKER", False)),
         acknowledge=queue_acknowledgement if config["AUTO_ACKNOWLEDGE"] else None,
         deliver=dispatch,
+        deliver_after_poll=not config.get("REDIS_URL"),
     )
 
 

@@ -19,12 +19,12 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date
 from flask import current_app
 from sqlalchemy import inspect, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.enums import RequestType
 from inbox.errors import ConfigError
-from inbox.ids import begin_write_transaction, ensure_id
+from inbox.ids import begin_write_transaction, client_ids, ensure_id
 from inbox.mail.outgoing import (
     DeliveryError,
     MailFile,
@@ -44,7 +44,7 @@ from inbox.models.audit import AuditTag
 from inbox.models.message import Attachment, Message, RawMessage
 from inbox.models.ticket import Ticket
 from inbox.models.types import utcnow
-from inbox.models.workflow import DeliveryStatus, MailDelivery
+from inbox.models.workflow import DeliveryStatus, MailDelivery, WorkflowInstance
 from inbox.services.tickets import sla_policy
 from inbox.services.workflows import WorkflowStateError, complete_reply_step, instance_of
 from inbox.sla import compute_due_at, compute_extended_due_at
@@ -527,6 +527,72 @@ def compose_queued(session: Session, delivery: MailDelivery) -> bool:
     return True
 
 
+def uncomposed_acknowledgements(session: Session) -> list[int]:
+    """Return the ids of queued acknowledgements that were never composed, oldest first.
+
+    A poll that sends its acknowledgements itself and was killed after committing tickets
+    leaves them so; the next poll sends them.
+    """
+    return list(
+        session.scalars(
+            select(MailDelivery.id)
+            .where(
+                MailDelivery.status == DeliveryStatus.QUEUED,
+                MailDelivery.message_pk.is_(None),
+            )
+            .order_by(MailDelivery.id)
+        )
+    )
+
+
+def compose_together(session: Session, delivery_ids: list[int]) -> None:
+    """Compose the queued mails among ``delivery_ids`` that have no message, in one commit.
+
+    Tickets, their mail and their checklists are read for all of them at once. After any fault
+    nothing of the batch is kept, and ``deliver_queued`` composes each mail on its own, which
+    marks the one at fault failed.
+    """
+    begin_write_transaction(session)
+    deliveries = session.scalars(
+        select(MailDelivery).where(
+            MailDelivery.id.in_(delivery_ids),
+            MailDelivery.message_pk.is_(None),
+            MailDelivery.status == DeliveryStatus.QUEUED,
+        )
+    ).all()
+    if len(deliveries) < 2:
+        return
+    ticket_ids = [delivery.ticket_id for delivery in deliveries]
+    tickets = {
+        ticket.id: ticket
+        for ticket in session.scalars(
+            select(Ticket).where(Ticket.id.in_(ticket_ids)).options(selectinload(Ticket.messages))
+        )
+    }
+    try:
+        with session.begin_nested(), client_ids(session):
+            cache = transaction_cache(session)
+            for instance in session.scalars(
+                select(WorkflowInstance)
+                .where(WorkflowInstance.ticket_id.in_(ticket_ids))
+                .options(selectinload(WorkflowInstance.steps))
+            ):
+                cache[("workflow_instance", instance.ticket_id)] = instance
+            for delivery in deliveries:
+                compose_acknowledgement(session, delivery, tickets[delivery.ticket_id])
+            session.flush()
+    except Exception as exc:  # noqa: BLE001 - each mail is then composed on its own
+        logger.info(
+            "composing %s mails together failed (%s: %s), composing them one by one",
+            len(deliveries),
+            type(exc).__name__,
+            exc,
+        )
+        session.rollback()
+        return
+    session.commit()
+
+
 def dispatch(session: Session, delivery_ids: list[int]) -> None:
     """Deliver committed mail: enqueue it on RQ when REDIS_URL is set, else deliver it now.
 
@@ -546,6 +612,7 @@ def dispatch(session: Session, delivery_ids: list[int]) -> None:
             job = queue.enqueue(deliver_job, delivery_id, retry=retry)
             logger.info("mail %s enqueued as job %s", delivery_id, job.id)
         return
+    compose_together(session, delivery_ids)
     for delivery_id in delivery_ids:
         try:
             deliver_queued(session, delivery_id)
