@@ -159,17 +159,22 @@ def app(make_app: Any) -> Iterator[Flask]:
 @pytest.fixture
 def imap_app(make_app: Any, mailbox: Dovecot) -> Iterator[Flask]:
     """The app polling the private Dovecot's INBOX, with an app context pushed."""
-    application = make_app(
-        IMAP_HOST="127.0.0.1",
-        IMAP_PORT=mailbox.port,
-        IMAP_SECURITY="none",
-        IMAP_USER=DEFAULT_USER,
-        IMAP_PASSWORD=DEFAULT_PASSWORD,
-        IMAP_TIMEOUT_SECONDS=10.0,
-    )
+    application = make_app(**imap_settings(mailbox))
     with application.app_context():
         yield application
         db.session.remove()
+
+
+def imap_settings(mailbox: Dovecot) -> dict[str, Any]:
+    """Return the app settings that poll the private Dovecot's INBOX."""
+    return {
+        "IMAP_HOST": "127.0.0.1",
+        "IMAP_PORT": mailbox.port,
+        "IMAP_SECURITY": "none",
+        "IMAP_USER": DEFAULT_USER,
+        "IMAP_PASSWORD": DEFAULT_PASSWORD,
+        "IMAP_TIMEOUT_SECONDS": 10.0,
+    }
 
 
 @pytest.fixture

@@ -20,8 +20,9 @@ from inbox.models.message import MailLocation, RawMessage
 from inbox.models.ticket import Ticket
 from inbox.models.workflow import DeliveryStatus, MailDelivery
 from inbox.services.intake import ingest_settings, poll_mailboxes
+from tests.conftest import imap_settings
 from tests.factories import incoming, make_mail
-from tests.servers import DEFAULT_PASSWORD, DEFAULT_USER, Dovecot
+from tests.servers import Dovecot
 
 RECEIVED = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
 
@@ -187,15 +188,7 @@ def test_connect_error_is_mailbox_error() -> None:
 
 
 def test_poll_sends_acknowledgements_left_queued(make_app, mailbox: Dovecot) -> None:  # type: ignore[no-untyped-def]
-    app = make_app(
-        IMAP_HOST="127.0.0.1",
-        IMAP_PORT=mailbox.port,
-        IMAP_SECURITY="none",
-        IMAP_USER=DEFAULT_USER,
-        IMAP_PASSWORD=DEFAULT_PASSWORD,
-        IMAP_TIMEOUT_SECONDS=10.0,
-        MAIL_FROM="privacy@example.org",
-    )
+    app = make_app(**imap_settings(mailbox), MAIL_FROM="privacy@example.org")
     with app.app_context():
         # A poll killed after its commit leaves the acknowledgement queued and uncomposed.
         stored = store_raw(db.session, make_mail(), datetime.now(UTC), None, "test")
