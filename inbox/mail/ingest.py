@@ -67,9 +67,8 @@ class IngestSettings:
     # Called after the batch commit with the ids of the deliveries queued in it, to send them.
     # A fault there is logged; the mail stays queued.
     deliver: Callable[[Session, list[int]], object] | None = None
-    # The poller sends a poll's acknowledgements once all its mail is committed, instead of after
-    # each batch. Set where this process sends them itself; a queue for workers gets each batch's
-    # at once.
+    # Whether the poller sends a poll's acknowledgements once all its mail is committed, instead
+    # of after each batch. True where this process sends them itself, false where workers do.
     deliver_after_poll: bool = False
 
 
@@ -540,7 +539,7 @@ def deliver_acknowledgements(
     delivery_ids: list[int],
     deliver: Callable[[Session, list[int]], object] | None,
 ) -> None:
-    """Hand committed acknowledgements to ``deliver``; a fault there is logged, the mail stays."""
+    """Hand committed acknowledgements to ``deliver``. A fault is logged, and the mail stays."""
     if deliver is None or not delivery_ids:
         return
     try:

@@ -71,6 +71,9 @@ _AUTOMATIC_RECIPIENTS = "replies.automatic_recipients"
 _RECENT_CHECKED = "replies.recent_checked"
 """Key in the transaction cache of addresses whose rate limit was looked up, with the answer."""
 
+COMPOSE_BATCH = 100
+"""Queued mails that inline delivery composes in one transaction; it bounds a backlog's memory."""
+
 MAIL_LANGUAGES = ("nl", "en")
 """Languages of the mail templates."""
 
@@ -612,12 +615,16 @@ def dispatch(session: Session, delivery_ids: list[int]) -> None:
             job = queue.enqueue(deliver_job, delivery_id, retry=retry)
             logger.info("mail %s enqueued as job %s", delivery_id, job.id)
         return
-    compose_together(session, delivery_ids)
-    for delivery_id in delivery_ids:
-        try:
-            deliver_queued(session, delivery_id)
-        except DeliveryError:
-            logger.error("delivery of mail %s failed; it stays queued", delivery_id, exc_info=True)
+    for start in range(0, len(delivery_ids), COMPOSE_BATCH):
+        batch = delivery_ids[start : start + COMPOSE_BATCH]
+        compose_together(session, batch)
+        for delivery_id in batch:
+            try:
+                deliver_queued(session, delivery_id)
+            except DeliveryError:
+                logger.error(
+                    "delivery of mail %s failed; it stays queued", delivery_id, exc_info=True
+                )
 
 
 def deliver_job(delivery_id: int) -> bool:
