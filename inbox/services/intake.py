@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from inbox.errors import InputError, MailboxError
 from inbox.mail.imap import MailboxConfig
@@ -131,9 +131,15 @@ def mailbox_configs(session: Session, config: Mapping[str, Any]) -> list[Mailbox
 
 
 def poll_mailboxes(
-    session: Session, config: Mapping[str, Any], only: str | None = None
+    session: Session | scoped_session[Session],
+    config: Mapping[str, Any],
+    only: str | None = None,
 ) -> tuple[list[PollResult], list[MailboxError]]:
     """Poll each configured mailbox once; one mailbox's failure does not stop the others."""
+    if isinstance(session, scoped_session):
+        # The same session, without the registry look-up that each call through the proxy
+        # costs: a large poll makes hundreds of thousands of calls.
+        session = session()
     use_sqlite_wal(session.get_bind())
     configs = [c for c in mailbox_configs(session, config) if only is None or c.name == only]
     if only is not None and not configs:
