@@ -132,9 +132,7 @@ def fresh_database(kind: str, workdir: Path) -> str:
     import psycopg
 
     url = os.environ.get("INBOX_BENCH_POSTGRES_URL", POSTGRES_URL)
-    admin_dsn = (
-        re.sub(r"^postgresql\+\w+://", "postgresql://", url).rsplit("/", 1)[0] + "/postgres"
-    )
+    admin_dsn = re.sub(r"^postgresql\+\w+://", "postgresql://", url).rsplit("/", 1)[0] + "/postgres"
     name = url.rsplit("/", 1)[1]
     connection = psycopg.connect(admin_dsn, autocommit=True)
     with connection.cursor() as cursor:
@@ -144,27 +142,34 @@ def fresh_database(kind: str, workdir: Path) -> str:
     return url
 
 
-def end_to_end(
-    dovecot: Dovecot, kind: str, workdir: Path, acknowledge: bool, redis_url: str
+def poll_config(
+    database_url: str, port: int, acknowledge: bool, redis_url: str = ""
 ) -> dict[str, Any]:
-    """Poll the whole mailbox into an empty database in a child process."""
-    config = {
+    """Return the app settings of a measured poll of the private Dovecot's INBOX."""
+    return {
         "SECRET_KEY": "bench",
-        "SQLALCHEMY_DATABASE_URI": fresh_database(kind, workdir),
+        "SQLALCHEMY_DATABASE_URI": database_url,
         "REDIS_URL": redis_url,
         "POLL_INLINE": False,
         "IMAP_HOST": "127.0.0.1",
-        "IMAP_PORT": dovecot.port,
+        "IMAP_PORT": port,
         "IMAP_SECURITY": "none",
         "IMAP_USER": DEFAULT_USER,
         "IMAP_PASSWORD": DEFAULT_PASSWORD,
         "IMAP_FETCH_BATCH": FETCH_BATCH,
         "IMAP_TIMEOUT_SECONDS": 120.0,
         # Without a sender address every acknowledgement stops at a ConfigError before it is
-        # rendered, which would leave the outgoing-mail path out of the measurement.
+        # queued, which would leave the outgoing-mail path out of the measurement.
         "MAIL_FROM": "privacy@example.org",
         "AUTO_ACKNOWLEDGE": acknowledge,
     }
+
+
+def end_to_end(
+    dovecot: Dovecot, kind: str, workdir: Path, acknowledge: bool, redis_url: str
+) -> dict[str, Any]:
+    """Poll the whole mailbox into an empty database in a child process."""
+    config = poll_config(fresh_database(kind, workdir), dovecot.port, acknowledge, redis_url)
     try:
         return run_child(E2E_CHILD, json.dumps(config), str(workdir / f"instance-{kind}"))
     finally:

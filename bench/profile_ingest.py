@@ -1,0 +1,108 @@
+"""Profile one poll of generated mail: where the time goes, and how many SQL statements it sends.
+
+Run as root from the repository root (the private Dovecot needs it)::
+
+    python bench/profile_ingest.py --count 2000 --db sqlite
+    python bench/profile_ingest.py --count 2000 --db postgresql --profile /tmp/poll.prof
+
+It fills a private Dovecot with ``bench/mailgen.py`` mail and polls it once into an empty
+database in this process. It prints the seconds until every message was committed and marked,
+and until the poll returned with its acknowledgements written to the outbox. It also prints the
+CPU time of the poller and of its parse worker, and the SQL statements by kind. With ``--profile``
+it writes cProfile data of the poller's main thread to the given file. bench_ingest.py gives
+the figures for BENCHMARKS.md; this script is for finding what to change next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import logging
+import resource
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from bench.bench_ingest import fill_mailbox, fresh_database, poll_config  # noqa: E402
+from tests.servers import start_dovecot  # noqa: E402
+
+
+def profile_poll(args: argparse.Namespace, workdir: Path) -> None:
+    """Fill the mailbox, poll it once and print the measurements."""
+    from sqlalchemy import event
+
+    from inbox import create_app
+    from inbox.extensions import db
+    from inbox.services.intake import poll_mailboxes
+
+    dovecot = start_dovecot(workdir)
+    try:
+        fill_mailbox(dovecot, args.count, args.seed)
+        logging.disable(logging.WARNING)
+        config = poll_config(fresh_database(args.db, workdir), dovecot.port, args.acknowledge)
+        app = create_app(config, instance_path=str(workdir / "instance"))
+        statements: Counter[str] = Counter()
+        with app.app_context():
+            db.create_all()
+
+            @event.listens_for(db.engine, "before_cursor_execute")
+            def count(*params: Any) -> None:
+                statement = str(params[2])
+                statements[" ".join(statement.split()[:3])] += 1
+
+            profiler = cProfile.Profile() if args.profile else None
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            started = time.monotonic()
+            if profiler is not None:
+                profiler.enable()
+            results, errors = poll_mailboxes(db.session, app.config)
+            if profiler is not None:
+                profiler.disable()
+            ended = time.monotonic()
+            after = resource.getrusage(resource.RUSAGE_SELF)
+        worker = resource.getrusage(resource.RUSAGE_CHILDREN)
+    finally:
+        dovecot.stop()
+
+    fetched = sum(result.fetched for result in results)
+    ingested = max((r.ingested_at for r in results if r.ingested_at), default=ended)
+    print(f"messages: {fetched}, errors: {[str(error) for error in errors]}")
+    print(f"committed and marked after {ingested - started:.2f} s")
+    print(f"poll returned after {ended - started:.2f} s")
+    print(
+        f"poller CPU: {after.ru_utime - before.ru_utime:.2f} s user, "
+        f"{after.ru_stime - before.ru_stime:.2f} s system; "
+        f"parse worker CPU: {worker.ru_utime + worker.ru_stime:.2f} s"
+    )
+    print(f"SQL statements: {sum(statements.values())}")
+    for statement, number in statements.most_common(args.top):
+        print(f"{number:8d}  {statement}")
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
+        print(f"cProfile data written to {args.profile}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments and run one profiled poll."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-acknowledge", dest="acknowledge", action="store_false")
+    parser.add_argument("--profile", default="", help="write cProfile data to this file")
+    parser.add_argument("--top", type=int, default=15, help="statement kinds to list")
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="pi-profile-", dir="/tmp"))
+    profile_poll(args, workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    # The guard matters: the poll starts its parse worker with spawn, which imports this module.
+    sys.exit(main())
