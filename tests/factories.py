@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING
+
+from sqlalchemy import event
 
 from inbox.extensions import db
 from inbox.services.workflows import instance_of
@@ -47,3 +51,19 @@ def step_of(ticket: Ticket, step_id: str) -> WorkflowStep:
     instance = instance_of(db.session, ticket)
     assert instance is not None
     return next(step for step in instance.steps if step.step_id == step_id)
+
+
+@contextmanager
+def sent_statements(wanted: Callable[[str], bool]) -> Iterator[list[str]]:
+    """Collect the SQL statements that ``wanted`` accepts while the block runs."""
+    seen: list[str] = []
+
+    def listen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if wanted(statement):
+            seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 from flask import Flask
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from inbox.audit import verify_chain
 from inbox.extensions import db
@@ -16,7 +15,7 @@ from inbox.mail.ingest import process_batch
 from inbox.mail.store import store_raw
 from inbox.models.ticket import Ticket
 from inbox.services.intake import ingest_settings
-from tests.factories import make_mail
+from tests.factories import make_mail, sent_statements
 
 RECEIVED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -35,20 +34,9 @@ def new_ticket(number: int, forwarded_by: str | None = None) -> Ticket:
     return ticket
 
 
-@contextmanager
-def inserts_into(table: str) -> Iterator[list[str]]:
+def inserts_into(table: str) -> AbstractContextManager[list[str]]:
     """Collect the INSERT statements sent for ``table`` while the block runs."""
-    seen: list[str] = []
-
-    def listen(conn: object, cursor: object, statement: str, *args: object) -> None:
-        if statement.startswith(f"INSERT INTO {table} "):
-            seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", listen)
-    try:
-        yield seen
-    finally:
-        event.remove(db.engine, "before_cursor_execute", listen)
+    return sent_statements(lambda statement: statement.startswith(f"INSERT INTO {table} "))
 
 
 def test_client_ids_ascending_mixed_shapes(app: Flask) -> None:

@@ -4,7 +4,7 @@ that find a batch's unflushed rows without flushing."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from inbox.extensions import db
 from inbox.ids import begin_write_transaction, client_ids
 from inbox.mail.ingest import process_batch
 from inbox.mail.store import store_raw
-from inbox.mail.threading import ticket_by_message_ids, ticket_by_reference
+from inbox.mail.threading import look_up_threads, ticket_by_message_ids, ticket_by_reference
 from inbox.models.audit import AuditEvent
 from inbox.models.message import Message
 from inbox.models.ticket import Ticket
@@ -26,7 +26,8 @@ from inbox.rowqueue import has_queued
 from inbox.services.intake import ingest_settings
 from inbox.services.tickets import NewTicket, open_ticket
 from inbox.services.workflows import instance_of, version_in_force
-from tests.factories import make_mail
+from inbox.txcache import transaction_cache
+from tests.factories import make_mail, sent_statements
 
 RECEIVED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -168,3 +169,56 @@ def test_mail_bytes_compressed_with_lz4(app: Flask) -> None:
         )
     ).all()
     assert sorted(rows) == [("blob", "l"), ("raw_message", "l")]
+
+
+def selects_from(table: str) -> AbstractContextManager[list[str]]:
+    """Collect the row look-ups of ``table`` while the block runs, id counters left out."""
+    return sent_statements(
+        lambda statement: (
+            statement.startswith("SELECT")
+            and not statement.startswith("SELECT max(")
+            and f"FROM {table}" in statement
+        )
+    )
+
+
+def test_batch_threads_with_one_query_each(app: Flask) -> None:
+    store_access_workflow()
+    first = make_mail(message_id="start@example.net")
+    stored = store_raw(db.session, first, RECEIVED, None, "test").raw_message.id
+    db.session.commit()
+    [opened] = process_batch(db.session, [stored], ingest_settings(app.config))
+    reference = opened.reference
+    replies = [
+        make_mail(subject="Re: inzage", headers={"In-Reply-To": "<start@example.net>"}),
+        make_mail(subject=f"Antw: [{reference}] nog iets", body="Nog een vraag over mijn verzoek."),
+        make_mail(sender="Iemand <iemand@example.net>", subject=f"Re: [{reference}]"),
+    ]
+    ids = [store_raw(db.session, raw, RECEIVED, None, "test").raw_message.id for raw in replies]
+    db.session.commit()
+
+    with selects_from("ticket") as ticket_queries, selects_from("message") as message_queries:
+        results = process_batch(db.session, ids, ingest_settings(app.config))
+
+    assert [r.new_ticket for r in results] == [False, False, True]
+    assert results[0].reference == reference
+    assert results[1].reference == reference
+    # The stranger's mail opens its own ticket, marked as a possible follow-up.
+    assert results[2].ticket.possible_followup_of == opened.ticket.id
+    assert len(ticket_queries) == 1
+    assert len(message_queries) == 1
+
+
+def test_flush_forgets_batch_lookups(app: Flask) -> None:
+    store_access_workflow()
+    session = db.session
+    begin_write_transaction(session)
+    look_up_threads(session, [])
+    assert transaction_cache(session).get("threading.looked_up") is not None
+
+    with client_ids(session):
+        open_one(app, 6)
+        session.flush()
+
+    assert transaction_cache(session).get("threading.looked_up") is None
+    session.rollback()

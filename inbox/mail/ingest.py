@@ -29,9 +29,14 @@ from inbox.errors import ParseError
 from inbox.ids import begin_write_transaction, client_ids, ensure_id
 from inbox.mail.filters import AutoCheck, check_automatic
 from inbox.mail.parse import ParsedMail, parse_message
-from inbox.mail.parsepool import Prepared, classify_new_text
-from inbox.mail.store import blob_for
-from inbox.mail.threading import find_bounced_ticket, find_forwarded, match_thread
+from inbox.mail.parsepool import Prepared, classify_new_text, prepare
+from inbox.mail.store import blob_for, look_up_blobs
+from inbox.mail.threading import (
+    find_bounced_ticket,
+    find_forwarded,
+    look_up_threads,
+    match_thread,
+)
 from inbox.models.audit import AuditTag
 from inbox.models.message import Attachment, Message, RawMessage
 from inbox.models.ticket import Ticket
@@ -447,9 +452,8 @@ def process_together(
         return None
     try:
         with session.begin_nested(), client_ids(session):
-            if settings.acknowledge is not None:
-                senders = [p.parsed.from_addr for p in prepared.values() if p.parsed is not None]
-                check_recent_automatic_mail(session, senders)
+            prepared = parse_batch(session, ids, settings, prepared)
+            look_up_batch(session, settings, [p.parsed for p in prepared.values() if p.parsed])
             results = []
             for raw_message_id in ids:
                 raw_message = session.get(RawMessage, raw_message_id)
@@ -473,6 +477,34 @@ def process_together(
         session.expire_all()
         return None
     return results
+
+
+def parse_batch(
+    session: Session, ids: list[int], settings: IngestSettings, prepared: dict[int, Prepared]
+) -> dict[int, Prepared]:
+    """Return the parse of every message of a batch: the worker's, else one made now.
+
+    Parsing first lets ``look_up_batch`` read what the whole batch needs before processing.
+    """
+    parsed = dict(prepared)
+    for raw_message_id in ids:
+        raw_message = session.get(RawMessage, raw_message_id)
+        if raw_message_id in parsed or raw_message is None or raw_message.is_processed:
+            continue
+        parsed[raw_message_id] = prepare(
+            raw_message.raw, settings.max_attachment_bytes, classified=False
+        )
+    return parsed
+
+
+def look_up_batch(session: Session, settings: IngestSettings, mails: list[ParsedMail]) -> None:
+    """Read what a batch's messages will look up, a query per kind instead of one per message."""
+    if settings.acknowledge is not None:
+        check_recent_automatic_mail(session, [mail.from_addr for mail in mails])
+    look_up_blobs(
+        session, {part.sha256 for mail in mails for part in mail.attachments if part.data}
+    )
+    look_up_threads(session, mails)
 
 
 def process_in_savepoint(

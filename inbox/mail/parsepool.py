@@ -61,8 +61,11 @@ def classify_new_text(parsed: ParsedMail) -> Classification:
     return classify(parsed.subject, new_text)
 
 
-def prepare(raw: bytes, max_attachment_bytes: int | None) -> Prepared:
+def prepare(raw: bytes, max_attachment_bytes: int | None, classified: bool = True) -> Prepared:
     """Parse a raw message and classify its new text, as ``process_raw`` would.
+
+    With ``classified`` false the mail is only parsed, and ``process_raw`` classifies it if it
+    starts a conversation.
 
     :raises Exception: any fault other than a ParseError; the caller then leaves the message
         to the poller's own processing and its retries.
@@ -71,7 +74,7 @@ def prepare(raw: bytes, max_attachment_bytes: int | None) -> Prepared:
         parsed = parse_message(raw, max_attachment_bytes=max_attachment_bytes)
     except ParseError as exc:
         return Prepared(None, parse_error=str(exc))
-    return Prepared(parsed, classification=classify_new_text(parsed))
+    return Prepared(parsed, classification=classify_new_text(parsed) if classified else None)
 
 
 def prepare_batch(

@@ -23,6 +23,9 @@ from inbox.txcache import transaction_cache
 _NEW_BLOBS = "store.new_blobs"
 """Key in the transaction cache of the blobs added in the transaction, by SHA-256."""
 
+_KNOWN_BLOBS = "store.known_blobs"
+"""Key in the transaction cache of looked-up hashes: the stored blob, or None when there is none."""
+
 
 @dataclass(frozen=True)
 class Location:
@@ -177,17 +180,39 @@ def store_fetched(session: Session, fetched: list[FetchedMail], source: str) -> 
     return results
 
 
+def look_up_blobs(session: Session, sha256s: set[str]) -> None:
+    """Read which of these attachment hashes are stored, in one query, for ``blob_for``.
+
+    The ingest calls it before a batch, so each attachment does not query on its own.
+    """
+    if not sha256s:
+        return
+    known: dict[str, Blob | None] = transaction_cache(session).setdefault(_KNOWN_BLOBS, {})
+    with session.no_autoflush:
+        found = {
+            blob.sha256: blob
+            for blob in session.scalars(select(Blob).where(Blob.sha256.in_(sha256s)))
+        }
+    for sha256 in sha256s:
+        known[sha256] = found.get(sha256)
+
+
 def blob_for(session: Session, sha256: str, data: bytes) -> Blob:
     """Return the blob of ``data``, adding one when no row has these bytes yet.
 
     Blobs added earlier in the transaction are found in the transaction cache and stored ones by
     their key, so the look-up does not flush the session.
     """
-    added: dict[str, Blob] = transaction_cache(session).setdefault(_NEW_BLOBS, {})
+    cache = transaction_cache(session)
+    added: dict[str, Blob] = cache.setdefault(_NEW_BLOBS, {})
     blob = added.get(sha256)
     if blob is None:
-        with session.no_autoflush:
-            blob = session.get(Blob, sha256)
+        known: dict[str, Blob | None] = cache.get(_KNOWN_BLOBS, {})
+        if sha256 in known:
+            blob = known[sha256]
+        else:
+            with session.no_autoflush:
+                blob = session.get(Blob, sha256)
     if blob is None:
         blob = Blob(sha256=sha256, size=len(data), data=data)
         session.add(blob)

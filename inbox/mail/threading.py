@@ -18,17 +18,20 @@ from email.utils import getaddresses, parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 from dateutil import parser as date_parser
-from sqlalchemy import inspect, select
+from sqlalchemy import event, inspect, select
+from sqlalchemy.orm import Session
 
 from inbox.models.message import Message
 from inbox.models.ticket import Ticket
+from inbox.txcache import transaction_cache
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from inbox.mail.parse import ParsedMail
 
 logger = logging.getLogger(__name__)
+
+_LOOKED_UP = "threading.looked_up"
+"""Key in the transaction cache of what ``look_up_threads`` read for a batch."""
 
 REFERENCE_PATTERN = re.compile(r"\[?\b((?:PRQ|BRE)-\d{4}-\d{5})\b\]?")
 """A ticket reference such as PRQ-2026-00042 anywhere in a subject, behind any reply prefix."""
@@ -135,6 +138,61 @@ def follow_merges(session: Session, ticket: Ticket) -> Ticket:
     return ticket
 
 
+def look_up_threads(session: Session, mails: list[ParsedMail]) -> None:
+    """Read the stored messages and tickets a batch of mail may continue, a query per kind.
+
+    ``ticket_by_message_ids`` and ``ticket_by_reference`` then return tickets from these rows.
+    Any flush forgets them, because rows it writes were not there when they were read.
+    """
+    wanted = {mid for mail in mails for mid in conversation_ids(mail)}
+    references = {ref for mail in mails if (ref := find_reference_token(mail.subject))}
+    known: dict[str, tuple[int, int]] = {}
+    with session.no_autoflush:
+        if wanted:
+            rows = session.execute(
+                select(Message.message_id, Message.id, Message.ticket_id).where(
+                    Message.message_id.in_(wanted)
+                )
+            )
+            for message_id, pk, ticket_id in rows:
+                if message_id not in known or known[message_id][0] < pk:
+                    known[message_id] = (pk, ticket_id)
+        ticket_ids = {ticket_id for _pk, ticket_id in known.values()}
+        tickets = []
+        if ticket_ids or references:
+            tickets = list(
+                session.scalars(
+                    select(Ticket).where(
+                        Ticket.id.in_(ticket_ids) | Ticket.reference.in_(references)
+                    )
+                )
+            )
+    by_id = {ticket.id: ticket for ticket in tickets}
+    # The cache keeps the tickets themselves, because the session references loaded objects weakly.
+    latest = {mid: (pk, by_id[ticket_id]) for mid, (pk, ticket_id) in known.items()}
+    by_reference: dict[str, Ticket | None] = dict.fromkeys(references)
+    by_reference.update({t.reference: t for t in tickets if t.reference in references})
+    transaction_cache(session)[_LOOKED_UP] = (wanted, latest, by_reference)
+
+
+def conversation_ids(mail: ParsedMail) -> list[str]:
+    """Return the Message-IDs a mail's threading headers name, as ``match_thread`` uses them."""
+    return [mid for mid in [*mail.in_reply_to, *mail.references] if mid][-50:]
+
+
+def _looked_up(
+    session: Session,
+) -> tuple[set[str], dict[str, tuple[int, Ticket]], dict[str, Ticket | None]] | None:
+    found = transaction_cache(session).get(_LOOKED_UP)
+    return found  # type: ignore[no-any-return]
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_looked_up(session: Session, flush_context: object) -> None:
+    """Forget the rows ``look_up_threads`` read: the flush may have written newer ones."""
+    transaction_cache(session).pop(_LOOKED_UP, None)
+
+
 def ticket_by_message_ids(session: Session, message_ids: list[str]) -> Ticket | None:
     """Return the ticket of the latest known message among ``message_ids``, or None.
 
@@ -153,6 +211,12 @@ def ticket_by_message_ids(session: Session, message_ids: list[str]) -> Ticket | 
         # Unflushed rows have no id without client ids, so the order they were added is used.
         latest = max(pending, key=lambda message: inspect(message).insert_order)
         return latest.ticket
+    looked_up = _looked_up(session)
+    if looked_up is not None and looked_up[0].issuperset(wanted):
+        candidates = [looked_up[1][mid] for mid in wanted if mid in looked_up[1]]
+        if not candidates:
+            return None
+        return max(candidates, key=lambda candidate: candidate[0])[1]
     with session.no_autoflush:
         known = session.scalars(
             select(Message)
@@ -168,6 +232,9 @@ def ticket_by_reference(session: Session, reference: str) -> Ticket | None:
     for obj in session.new:
         if isinstance(obj, Ticket) and obj.reference == reference:
             return obj
+    looked_up = _looked_up(session)
+    if looked_up is not None and reference in looked_up[2]:
+        return looked_up[2][reference]
     with session.no_autoflush:
         return session.scalars(select(Ticket).where(Ticket.reference == reference)).first()
 
