@@ -54,12 +54,12 @@ def step_of(ticket: Ticket, step_id: str) -> WorkflowStep:
 
 
 @contextmanager
-def sent_statements(wanted: Callable[[str], bool]) -> Iterator[list[str]]:
-    """Collect the SQL statements that ``wanted`` accepts while the block runs."""
+def sent_statements(accept: Callable[[str], bool]) -> Iterator[list[str]]:
+    """Collect the SQL statements that ``accept`` returns true for while the block runs."""
     seen: list[str] = []
 
     def listen(conn: object, cursor: object, statement: str, *args: object) -> None:
-        if wanted(statement):
+        if accept(statement):
             seen.append(statement)
 
     event.listen(db.engine, "before_cursor_execute", listen)
