@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -211,6 +212,8 @@ def measure(
         return rows
     finally:
         dovecot.stop()
+        # A 10,000-message run leaves about 3 GB of mailbox and databases behind.
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             }
     finally:
         dovecot.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
     for name, value in figures.items():
         print(f"{name}: {value}")

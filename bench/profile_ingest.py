@@ -19,6 +19,7 @@ import argparse
 import cProfile
 import logging
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -99,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=15, help="statement kinds to list")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="pi-profile-", dir="/tmp"))
-    profile_poll(args, workdir)
+    try:
+        profile_poll(args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
