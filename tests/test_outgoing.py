@@ -350,6 +350,20 @@ def test_acknowledgement_without_sender_is_audited(make_app: Any) -> None:
         db.session.remove()
 
 
+def test_acknowledgement_reason_names_attention(mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    first = ingest(mail_app, make_mail(body=DUTCH_BODY))
+    stranger = make_mail(
+        sender="Iemand <iemand@example.net>",
+        subject=f"Re: [{first.reference}] inzageverzoek",
+        body=DUTCH_BODY,
+    )
+
+    followup = ingest(mail_app, stranger)
+
+    assert followup.id != first.id
+    assert suppress_reason(followup).startswith("the ticket needs attention first: possible")
+
+
 def ingest_without_delivery(app: Flask, raw: bytes) -> Ticket:
     """Store and process one mail, leaving its acknowledgement queued."""
     stored = store_raw(db.session, raw, datetime.now(UTC), None, "test")

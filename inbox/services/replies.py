@@ -726,8 +726,10 @@ def acknowledgement_block(session: Session, ticket: Ticket, now: datetime) -> st
     config = current_app.config
     if not config.get("AUTO_ACKNOWLEDGE", True):
         return "automatic acknowledgement is off"
-    if not RequestType(ticket.type).is_data_subject_request or ticket.needs_attention:
+    if not RequestType(ticket.type).is_data_subject_request:
         return f"type {ticket.type} gets no acknowledgement"
+    if ticket.needs_attention:
+        return f"the ticket needs attention first: {ticket.attention_reason}"[:2000]
     first = next((m for m in ticket.messages if m.direction == "in"), None)
     if first is None or first.is_automatic:
         return "the request is automatic mail"
