@@ -488,8 +488,10 @@ def parse_batch(
     """
     parsed = dict(prepared)
     for raw_message_id in ids:
+        if raw_message_id in parsed:
+            continue
         raw_message = session.get(RawMessage, raw_message_id)
-        if raw_message_id in parsed or raw_message is None or raw_message.is_processed:
+        if raw_message is None or raw_message.is_processed:
             continue
         parsed[raw_message_id] = prepare(
             raw_message.raw, settings.max_attachment_bytes, classified=False

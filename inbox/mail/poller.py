@@ -36,6 +36,7 @@ from inbox.mail.imap import (
 from inbox.mail.ingest import (
     IngestSettings,
     IngestTally,
+    ProcessResult,
     deliver_acknowledgements,
     process_batch,
     quarantine,
@@ -74,6 +75,12 @@ class PollResult(IngestTally):
     delivery_ids: list[int] = field(default_factory=list)
     # time.monotonic() when every new message was committed and marked, before delivery began.
     ingested_at: float | None = None
+
+    def count(self, processed: ProcessResult | None) -> None:
+        """Add one processing outcome, and keep its acknowledgement for delivery after the poll."""
+        super().count(processed)
+        if processed is not None and processed.delivery_id is not None:
+            self.delivery_ids.append(processed.delivery_id)
 
 
 def chunked(items: Sequence[int], size: int) -> Iterator[list[int]]:
@@ -340,8 +347,6 @@ def process_fetched(
     prepared = pool.results(job) if pool is not None else {}
     for processed in process_batch(session, list(raw_by_id), settings, raw_by_id, prepared):
         result.count(processed)
-        if processed.delivery_id is not None:
-            result.delivery_ids.append(processed.delivery_id)
 
 
 def pending_raw_ids(session: Session, mailbox: str) -> list[int]:
@@ -382,8 +387,6 @@ def process_stored(
     batch = [i for i in raw_message_ids if i not in headers_only]
     for processed in process_batch(session, batch, settings):
         result.count(processed)
-        if processed.delivery_id is not None:
-            result.delivery_ids.append(processed.delivery_id)
 
 
 def fetch_and_store(

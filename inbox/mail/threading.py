@@ -142,7 +142,7 @@ def look_up_threads(session: Session, mails: list[ParsedMail]) -> None:
     """Read the stored messages and tickets a batch of mail may continue, a query per kind.
 
     ``ticket_by_message_ids`` and ``ticket_by_reference`` then return tickets from these rows.
-    Any flush forgets them, because rows it writes were not there when they were read.
+    Any flush drops them, because rows it writes were not there when they were read.
     """
     wanted = {mid for mail in mails for mid in conversation_ids(mail)}
     references = {ref for mail in mails if (ref := find_reference_token(mail.subject))}
@@ -188,8 +188,8 @@ def _looked_up(
 
 
 @event.listens_for(Session, "after_flush")
-def _forget_looked_up(session: Session, flush_context: object) -> None:
-    """Forget the rows ``look_up_threads`` read: the flush may have written newer ones."""
+def _drop_looked_up(session: Session, flush_context: object) -> None:
+    """Drop the rows ``look_up_threads`` read, because the flush may have written newer ones."""
     transaction_cache(session).pop(_LOOKED_UP, None)
 
 

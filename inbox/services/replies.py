@@ -69,7 +69,7 @@ _AUTOMATIC_RECIPIENTS = "replies.automatic_recipients"
 """Key in the transaction cache of the addresses automatic mail was queued for."""
 
 _RECENT_CHECKED = "replies.recent_checked"
-"""Key in the transaction cache of addresses whose rate limit was looked up, with the answer."""
+"""Key in the transaction cache of addresses whose rate limit was looked up, with the result."""
 
 COMPOSE_BATCH = 100
 """Queued mails that inline delivery composes in one transaction; it bounds a backlog's memory."""
