@@ -9,7 +9,8 @@ It fills a private Dovecot with ``bench/mailgen.py`` mail and polls it once into
 database in this process. It prints the seconds until every message was committed and marked,
 and until the poll returned with its acknowledgements written to the outbox. It also prints the
 CPU time of the poller and of its parse worker, and the SQL statements by kind. With ``--profile``
-it writes cProfile data of the poller's main thread to the given file. bench_ingest.py gives
+it writes cProfile data of the poller's main thread to the given file, and with ``--phases`` it
+prints the wall time the poller spent in each phase of the poll. bench_ingest.py gives
 the figures for BENCHMARKS.md; this script is for finding what to change next.
 """
 
@@ -24,6 +25,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,49 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from bench.bench_ingest import fill_mailbox, fresh_database, poll_config  # noqa: E402
 from tests.servers import start_dovecot  # noqa: E402
+
+
+@contextmanager
+def timed_phases(seconds: Counter[str], system: Counter[str]) -> Iterator[None]:
+    """Add each phase's wall time to ``seconds`` and its system CPU time to ``system``.
+
+    The system CPU time is that of the poller's main thread.
+    """
+    from imapclient import IMAPClient
+    from sqlalchemy.orm import Session
+
+    from inbox.mail import poller
+    from inbox.mail.parsepool import ParsePool
+
+    def timer(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            kernel = resource.getrusage(resource.RUSAGE_THREAD).ru_stime
+            try:
+                return function(*args, **kwargs)
+            finally:
+                seconds[name] += time.perf_counter() - started
+                system[name] += resource.getrusage(resource.RUSAGE_THREAD).ru_stime - kernel
+
+        return timed
+
+    # Phases nest (a commit inside processing), so the lines do not add up to the whole poll.
+    patches = [
+        (IMAPClient, "fetch", "IMAP fetch"),
+        (poller, "fetch_and_store", "fetch and store a batch"),
+        (ParsePool, "results", "wait for the parse worker"),
+        (poller, "process_batch", "process a batch"),
+        (Session, "commit", "commit"),
+        (poller, "mark_processed", "mark on the server"),
+    ]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    for (owner, name, phase), (_, _, original) in zip(patches, originals, strict=True):
+        setattr(owner, name, timer(phase, original))
+    try:
+        yield
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
 
 
 def profile_poll(args: argparse.Namespace, workdir: Path) -> None:
@@ -49,20 +95,42 @@ def profile_poll(args: argparse.Namespace, workdir: Path) -> None:
         config = poll_config(fresh_database(args.db, workdir), dovecot.port, args.acknowledge)
         app = create_app(config, instance_path=str(workdir / "instance"))
         statements: Counter[str] = Counter()
+        statement_seconds: Counter[str] = Counter()
+        statement_system: Counter[str] = Counter()
         with app.app_context():
             db.create_all()
+
+            started_at: list[tuple[float, float]] = []
 
             @event.listens_for(db.engine, "before_cursor_execute")
             def count(*params: Any) -> None:
                 statement = str(params[2])
                 statements[" ".join(statement.split()[:3])] += 1
+                kernel = resource.getrusage(resource.RUSAGE_THREAD).ru_stime
+                started_at.append((time.perf_counter(), kernel))
 
+            @event.listens_for(db.engine, "after_cursor_execute")
+            def time_statement(*params: Any) -> None:
+                if not started_at:
+                    return
+                began, kernel_before = started_at.pop()
+                kind = " ".join(str(params[2]).split()[:3])
+                statement_seconds[kind] += time.perf_counter() - began
+                kernel_after = resource.getrusage(resource.RUSAGE_THREAD).ru_stime
+                statement_system[kind] += kernel_after - kernel_before
+
+            phases: Counter[str] = Counter()
+            phases_system: Counter[str] = Counter()
             profiler = cProfile.Profile() if args.profile else None
             before = resource.getrusage(resource.RUSAGE_SELF)
             started = time.monotonic()
             if profiler is not None:
                 profiler.enable()
-            results, errors = poll_mailboxes(db.session, app.config)
+            if args.phases:
+                with timed_phases(phases, phases_system):
+                    results, errors = poll_mailboxes(db.session, app.config)
+            else:
+                results, errors = poll_mailboxes(db.session, app.config)
             if profiler is not None:
                 profiler.disable()
             ended = time.monotonic()
@@ -81,9 +149,17 @@ def profile_poll(args: argparse.Namespace, workdir: Path) -> None:
         f"{after.ru_stime - before.ru_stime:.2f} s system; "
         f"parse worker CPU: {worker.ru_utime + worker.ru_stime:.2f} s"
     )
+    if phases:
+        print("wall s  system s  phase (phases nest, so they do not add up)")
+    for phase, spent in phases.items():
+        print(f"{spent:6.2f}  {phases_system[phase]:8.2f}  {phase}")
     print(f"SQL statements: {sum(statements.values())}")
+    print("  number  wall s  system s  kind")
     for statement, number in statements.most_common(args.top):
-        print(f"{number:8d}  {statement}")
+        print(
+            f"{number:8d}  {statement_seconds[statement]:6.2f}  "
+            f"{statement_system[statement]:8.2f}  {statement}"
+        )
     if profiler is not None:
         profiler.dump_stats(args.profile)
         print(f"cProfile data written to {args.profile}")
@@ -97,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-acknowledge", dest="acknowledge", action="store_false")
     parser.add_argument("--profile", default="", help="write cProfile data to this file")
+    parser.add_argument("--phases", action="store_true", help="print the time spent in each phase")
     parser.add_argument("--top", type=int, default=15, help="statement kinds to list")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="pi-profile-", dir="/tmp"))
