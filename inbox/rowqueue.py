@@ -27,11 +27,16 @@ _KEY = "rowqueue.rows"
 def queue_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
     """Queue new rows of ``table`` for the session's next flush.
 
-    Each row gives the same columns. On SQLite, inside ``client_ids``, each row gets its id
-    now, so that ORM objects that get counted ids later in the transaction do not take them.
-    Elsewhere the database gives the ids.
+    Each row gives the same columns. On SQLite, inside ``client_ids``, each row of a table with
+    an ``id`` key gets its id now, so that ORM objects that get counted ids later in the
+    transaction do not take them. Elsewhere the database gives the ids.
     """
-    if rows and session.get_bind().dialect.name == "sqlite" and hands_out_ids(session):
+    if (
+        rows
+        and "id" in table.c
+        and session.get_bind().dialect.name == "sqlite"
+        and hands_out_ids(session)
+    ):
         for row, new_id in zip(rows, next_sqlite_ids(session, table, len(rows)), strict=True):
             row["id"] = new_id
     queued: dict[Table, list[dict[str, Any]]] = transaction_cache(session).setdefault(_KEY, {})

@@ -11,12 +11,16 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
 from inbox import create_app
 from inbox.extensions import db
 from tests.conftest import database_kind
 from tests.servers import postgres_url
+
+BEFORE_CONTENT_TABLE = "8b3e6f1d4a27"
+"""The last revision that kept raw mail bytes in raw_message.raw."""
 
 
 @pytest.fixture
@@ -76,3 +80,34 @@ def test_init_command_runs_migrations(empty_database_url: str, tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert second.exit_code == 0, second.output
     assert "database ready" in second.output
+
+
+def test_raw_bytes_move_to_content_table(empty_database_url: str, tmp_path: Path) -> None:
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": empty_database_url, "SECRET_KEY": "test"},
+        instance_path=str(tmp_path / "instance"),
+    )
+    insert_raw = text(
+        "INSERT INTO raw_message (id, sha256, message_id, size, raw, internaldate, stored_at, "
+        "error, attempts, source) VALUES (7, 'abc', 'm@example.org', 5, :raw, "
+        "'2026-12-01 10:00:00', '2026-12-01 10:00:00', '', 0, 'test')"
+    )
+    with app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_CONTENT_TABLE)
+        with db.engine.begin() as connection:
+            connection.execute(insert_raw, {"raw": b"Subject: x\r\n\r\nbody"})
+
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            moved = connection.execute(text("SELECT raw_message_id, raw FROM raw_message_content"))
+            moved_rows = [(row[0], bytes(row[1])) for row in moved]
+            columns = {column["name"] for column in inspect(connection).get_columns("raw_message")}
+
+        flask_migrate.downgrade(revision=BEFORE_CONTENT_TABLE)
+        with db.engine.connect() as connection:
+            restored = connection.execute(text("SELECT raw FROM raw_message WHERE id = 7")).scalar()
+        db.engine.dispose()
+
+    assert moved_rows == [(7, b"Subject: x\r\n\r\nbody")]
+    assert "raw" not in columns
+    assert bytes(restored) == b"Subject: x\r\n\r\nbody"

@@ -165,10 +165,10 @@ def test_mail_bytes_compressed_with_lz4(app: Flask) -> None:
         text(
             "SELECT c.relname, a.attcompression FROM pg_attribute a "
             "JOIN pg_class c ON c.oid = a.attrelid "
-            "WHERE (c.relname, a.attname) IN (('raw_message', 'raw'), ('blob', 'data'))"
+            "WHERE (c.relname, a.attname) IN (('raw_message_content', 'raw'), ('blob', 'data'))"
         )
     ).all()
-    assert sorted(rows) == [("blob", "l"), ("raw_message", "l")]
+    assert sorted(rows) == [("blob", "l"), ("raw_message_content", "l")]
 
 
 def selects_from(table: str) -> AbstractContextManager[list[str]]:

@@ -19,8 +19,7 @@ from email.policy import compat32
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, undefer
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm import Session, selectinload
 
 from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.classify import Classification
@@ -417,11 +416,11 @@ def process_batch(
     query = select(RawMessage).where(RawMessage.id.in_(ids))
     if not raw_by_id:
         # Read the bytes now: loading them later, message by message, would flush each time.
-        query = query.options(undefer(RawMessage.raw))
+        query = query.options(selectinload(RawMessage.content))
     rows = session.scalars(query).all()
     for raw_message in rows:
         if raw_by_id and raw_message.id in raw_by_id:
-            set_committed_value(raw_message, "raw", raw_by_id[raw_message.id])
+            raw_message.hold_raw(raw_by_id[raw_message.id])
 
     results = process_together(session, ids, settings, prepared)
     if results is None:

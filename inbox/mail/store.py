@@ -17,7 +17,9 @@ from email.policy import compat32
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from inbox.models.message import Blob, MailLocation, RawMessage
+from inbox.ids import ensure_id, hands_out_ids
+from inbox.models.message import Blob, MailLocation, RawMessage, RawMessageContent
+from inbox.rowqueue import queue_rows
 from inbox.txcache import transaction_cache
 
 _NEW_BLOBS = "store.new_blobs"
@@ -149,6 +151,7 @@ def store_fetched(session: Session, fetched: list[FetchedMail], source: str) -> 
     }
 
     results = []
+    contents: list[dict[str, object]] = []
     for item, digest in zip(fetched, digests, strict=True):
         location = known.get(item.location.uid)
         if location is not None:
@@ -161,11 +164,18 @@ def store_fetched(session: Session, fetched: list[FetchedMail], source: str) -> 
                 sha256=digest,
                 message_id=message_id_of(item.raw),
                 size=len(item.raw),
-                raw=item.raw,
                 internaldate=item.received_at,
                 source=source,
             )
             session.add(raw_message)
+            if hands_out_ids(session):
+                # A plain row: the ORM's unit of work would cost more than the INSERT.
+                contents.append(
+                    {"raw_message_id": ensure_id(session, raw_message), "raw": item.raw}
+                )
+                raw_message.hold_raw(item.raw)
+            else:
+                raw_message.raw = item.raw
             by_digest[digest] = raw_message
         location = MailLocation(
             mailbox=item.location.mailbox,
@@ -176,6 +186,7 @@ def store_fetched(session: Session, fetched: list[FetchedMail], source: str) -> 
         session.add(location)
         known[item.location.uid] = location
         results.append(StoreResult(raw_message, created))
+    queue_rows(session, RawMessageContent.__table__, contents)
     session.flush()
     return results
 

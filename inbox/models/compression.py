@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, event, text
 
-LZ4_COLUMNS = {"raw_message": "raw", "blob": "data"}
+LZ4_COLUMNS = {"raw_message_content": "raw", "blob": "data"}
 """The byte column of mail or attachment bytes, by table name."""
 
 
@@ -28,9 +28,12 @@ def supports_lz4(connection: Connection) -> bool:
     return found is not None
 
 
-def compress_with_lz4(connection: Connection, table_name: str) -> bool:
-    """Make new values of the table's byte column compress with lz4; return whether it did."""
-    column = LZ4_COLUMNS[table_name]
+def compress_with_lz4(connection: Connection, table_name: str, column: str | None = None) -> bool:
+    """Make new values of a byte column compress with lz4; return whether it did.
+
+    :param column: the column; by default the table's column in LZ4_COLUMNS.
+    """
+    column = column or LZ4_COLUMNS[table_name]
     if not supports_lz4(connection):
         return False
     connection.execute(text(f"ALTER TABLE {table_name} ALTER COLUMN {column} SET COMPRESSION lz4"))

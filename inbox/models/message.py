@@ -39,7 +39,6 @@ class RawMessage(db.Model):  # type: ignore[name-defined,misc]
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     message_id: Mapped[str] = mapped_column(String(998), default="", index=True)
     size: Mapped[int] = mapped_column(Integer)
-    raw: Mapped[bytes] = deferred(mapped_column(LargeBinary))
     internaldate: Mapped[datetime] = mapped_column(UTCDateTime)
     stored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
@@ -47,10 +46,56 @@ class RawMessage(db.Model):  # type: ignore[name-defined,misc]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     source: Mapped[str] = mapped_column(String(255), default="")
 
+    content: Mapped[RawMessageContent | None] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+
     @property
     def is_processed(self) -> bool:
         """Whether the message has become a ticket or joined one."""
         return self.processed_at is not None
+
+    @property
+    def raw(self) -> bytes:
+        """The stored bytes, read from the database unless kept in memory (``hold_raw``)."""
+        kept = self.__dict__.get(_KEPT_RAW)
+        if kept is not None:
+            return kept
+        if self.content is None:
+            raise LookupError(f"raw message {self.id} has no row in raw_message_content")
+        return self.content.raw
+
+    @raw.setter
+    def raw(self, value: bytes) -> None:
+        """Store ``value`` as this message's bytes with the next flush."""
+        self.content = RawMessageContent(raw=value)
+        self.hold_raw(value)
+
+    def hold_raw(self, value: bytes) -> None:
+        """Keep the stored bytes that the caller already has, so ``raw`` does not read them back.
+
+        ``value`` must be the bytes stored for this message.
+        """
+        self.__dict__[_KEPT_RAW] = value
+
+
+_KEPT_RAW = "_held_raw"
+"""Attribute of a RawMessage that keeps its bytes in memory; the ORM does not manage it."""
+
+
+class RawMessageContent(db.Model):  # type: ignore[name-defined,misc]
+    """The bytes of a raw message, in a table of their own.
+
+    SQLite rewrites a whole row when an UPDATE changes its size, large values included. Marking
+    a message processed would otherwise write its bytes a second time.
+    """
+
+    __tablename__ = "raw_message_content"
+
+    raw_message_id: Mapped[int] = mapped_column(
+        ForeignKey("raw_message.id", ondelete="CASCADE"), primary_key=True
+    )
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class MailLocation(db.Model):  # type: ignore[name-defined,misc]
@@ -133,5 +178,5 @@ class Attachment(db.Model):  # type: ignore[name-defined,misc]
     blob: Mapped[Blob | None] = relationship()
 
 
-compression.register(RawMessage.__table__)
+compression.register(RawMessageContent.__table__)
 compression.register(Blob.__table__)

@@ -446,7 +446,7 @@ def deliver_queued(session: Session, delivery_id: int) -> bool:
         options=[
             joinedload(MailDelivery.message)
             .joinedload(Message.raw_message)
-            .undefer(RawMessage.raw),
+            .joinedload(RawMessage.content),
             joinedload(MailDelivery.message).joinedload(Message.ticket),
         ],
     )

@@ -11,7 +11,10 @@ from alembic import op
 import sqlalchemy as sa
 
 import inbox.models.types  # noqa: F401 - autogenerate refers to the UTCDateTime column type
-from inbox.models.compression import LZ4_COLUMNS, compress_with_lz4, supports_lz4
+from inbox.models.compression import compress_with_lz4, supports_lz4
+
+# The byte columns as they were at this revision; raw_message.raw has moved since.
+LZ4_COLUMNS = {"raw_message": "raw", "blob": "data"}
 
 
 # revision identifiers, used by Alembic.
@@ -23,8 +26,8 @@ depends_on = None
 
 def upgrade():
     connection = op.get_bind()
-    for table_name in LZ4_COLUMNS:
-        compress_with_lz4(connection, table_name)
+    for table_name, column in LZ4_COLUMNS.items():
+        compress_with_lz4(connection, table_name, column)
 
 
 def downgrade():
