@@ -79,7 +79,7 @@ class RawMessage(db.Model):  # type: ignore[name-defined,misc]
         self.__dict__[_KEPT_RAW] = value
 
 
-_KEPT_RAW = "_held_raw"
+_KEPT_RAW = "_kept_raw"
 """Attribute of a RawMessage that keeps its bytes in memory; the ORM does not manage it."""
 
 
