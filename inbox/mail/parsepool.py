@@ -121,8 +121,21 @@ def watch_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+WARM_UP_MAIL = (
+    b"From: warm-up@example.org\r\nTo: privacy@example.org\r\nSubject: warm-up\r\n"
+    b"Date: Sat, 5 Dec 2026 10:00:00 +0100\r\nMessage-ID: <warm-up@example.org>\r\n\r\n"
+    b"Ik wil mijn gegevens inzien.\r\n"
+)
+"""A small mail the worker prepares once, before the first batch arrives."""
+
+
 def _started() -> None:
-    """Do nothing: a job that makes the executor start its worker before the first batch."""
+    """Prepare a small mail, so the worker has its modules imported and its phrases compiled.
+
+    The executor starts its process with the first job, and the poller parses the first batch
+    itself meanwhile. Loading the classifier's phrases alone took about 0.25 s on a 2-core machine.
+    """
+    prepare(WARM_UP_MAIL, None)
 
 
 class ParsePool:
