@@ -23,8 +23,9 @@ import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,6 +66,7 @@ def timed_phases(seconds: Counter[str], system: Counter[str]) -> Iterator[None]:
     patches = [
         (IMAPClient, "fetch", "IMAP fetch"),
         (poller, "fetch_and_store", "fetch and store a batch"),
+        (poller, "fetch_batch", "fetch a batch"),
         (ParsePool, "results", "wait for the parse worker"),
         (poller, "process_batch", "process a batch"),
         (Session, "commit", "commit"),
@@ -100,20 +102,23 @@ def profile_poll(args: argparse.Namespace, workdir: Path) -> None:
         with app.app_context():
             db.create_all()
 
-            started_at: list[tuple[float, float]] = []
+            # Statements of the store thread interleave with the poller's, so each thread keeps
+            # its own stack of start times.
+            started_at: dict[int, list[tuple[float, float]]] = defaultdict(list)
 
             @event.listens_for(db.engine, "before_cursor_execute")
             def count(*params: Any) -> None:
                 statement = str(params[2])
                 statements[" ".join(statement.split()[:3])] += 1
                 kernel = resource.getrusage(resource.RUSAGE_THREAD).ru_stime
-                started_at.append((time.perf_counter(), kernel))
+                started_at[threading.get_ident()].append((time.perf_counter(), kernel))
 
             @event.listens_for(db.engine, "after_cursor_execute")
             def time_statement(*params: Any) -> None:
-                if not started_at:
+                stack = started_at[threading.get_ident()]
+                if not stack:
                     return
-                began, kernel_before = started_at.pop()
+                began, kernel_before = stack.pop()
                 kind = " ".join(str(params[2]).split()[:3])
                 statement_seconds[kind] += time.perf_counter() - began
                 kernel_after = resource.getrusage(resource.RUSAGE_THREAD).ru_stime

@@ -27,7 +27,7 @@ from inbox.mail.store import store_raw
 from inbox.models.ticket import Ticket
 from inbox.services.intake import ingest_settings, poll_mailboxes
 from inbox.sla import SlaPolicy
-from tests.conftest import empty_database
+from tests.conftest import database_kind, empty_database
 from tests.factories import incoming, make_mail
 from tests.servers import DEFAULT_PASSWORD, DEFAULT_USER, Dovecot
 
@@ -193,6 +193,8 @@ def test_poll_with_worker_matches_poll_without(
             db.session.remove()
 
     assert "parsing them in a worker process" in caplog.text
+    second_connection = "storing batches over a second database connection" in caplog.text
+    assert second_connection == (database_kind() == "postgresql")
     assert len(snapshots[0]) > 20
     assert snapshots[0] == snapshots[1]
 

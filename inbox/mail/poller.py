@@ -44,6 +44,7 @@ from inbox.mail.ingest import (
 from inbox.mail.locks import LockSettings, mailbox_lock
 from inbox.mail.parsepool import ParsePool, Prepared
 from inbox.mail.store import FetchedMail, Location, store_fetched, store_raw
+from inbox.mail.storeahead import StoreAhead, StoredBatch, runs_beside_poller, summarise
 from inbox.models.audit import AuditTag
 from inbox.models.mailbox import Mailbox
 from inbox.models.message import MailLocation, RawMessage
@@ -288,6 +289,14 @@ def poll_connected(
         settings = replace(settings, deliver=None)
         result.delivery_ids.extend(uncomposed_acknowledgements(session))
     pool = start_parse_pool(settings, len(new_uids))
+    engine = session.get_bind()
+    ahead = (
+        StoreAhead(engine, f"imap:{config.name}")
+        if pool is not None and runs_beside_poller(engine)
+        else None
+    )
+    if ahead is not None:
+        logger.info("mailbox %s: storing batches over a second database connection", config.name)
     waiting: list[tuple[dict[int, bytes], Future[dict[int, Prepared]] | None]] = []
 
     def process_waiting(keep: int) -> None:
@@ -297,12 +306,31 @@ def poll_connected(
                 after_batch(client, result)
 
     try:
-        for number, batch in enumerate(chunked(new_uids, config.batch_size)):
+        for number, uids in enumerate(chunked(new_uids, config.batch_size)):
+            if ahead is not None:
+                # Batch n is stored by the thread and n-1 parsed by the worker, while the
+                # poller processes batch n-2.
+                batch = fetch_batch(client, config, uidvalidity, uids)
+                storing = ahead.submit(batch.mail)
+                process_waiting(keep=1)
+                raw_by_id = count_stored(
+                    session,
+                    client,
+                    config,
+                    settings,
+                    uidvalidity,
+                    batch,
+                    storing.result(),
+                    result,
+                )
+                assert pool is not None
+                waiting.append((raw_by_id, pool.submit(raw_by_id)))
+                continue
             # While a stored batch waits to be processed, its commit also commits this batch's
             # raw bytes, a commit less per batch. Each batch is still committed before any of
             # its own processing starts.
             raw_by_id = fetch_and_store(
-                session, client, config, settings, uidvalidity, batch, result, commit=not waiting
+                session, client, config, settings, uidvalidity, uids, result, commit=not waiting
             )
             # The poller parses the first batch itself while the worker process starts up.
             job = pool.submit(raw_by_id) if pool is not None and number > 0 else None
@@ -312,6 +340,8 @@ def poll_connected(
             process_waiting(keep=0 if pool is None else 1)
         process_waiting(keep=0)
     finally:
+        if ahead is not None:
+            ahead.close()
         if pool is not None:
             pool.close()
 
@@ -389,6 +419,41 @@ def process_stored(
         result.count(processed)
 
 
+@dataclass(frozen=True)
+class FetchedBatch:
+    """One batch read from the server: the mail to store, and the UIDs too large to download."""
+
+    mail: list[FetchedMail]
+    oversize: dict[int, dict[bytes, object]]
+    """RFC822.SIZE and INTERNALDATE of each message over the size limit, by UID."""
+
+
+def fetch_batch(
+    client: IMAPClient, config: MailboxConfig, uidvalidity: int, uids: list[int]
+) -> FetchedBatch:
+    """Fetch the messages of ``uids`` that are within the size limit, and list the others."""
+    sizes = client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE"])
+    wanted = [
+        uid
+        for uid in uids
+        if uid in sizes and sizes[uid][b"RFC822.SIZE"] <= config.max_message_bytes
+    ]
+    oversize = {uid: sizes[uid] for uid in uids if uid in sizes and uid not in wanted}
+
+    fetched: list[FetchedMail] = []
+    bodies = client.fetch(wanted, ["BODY.PEEK[]", "INTERNALDATE"]) if wanted else {}
+    for uid in wanted:
+        data = bodies.get(uid)
+        if data is None or b"BODY[]" not in data:
+            logger.warning(
+                "mailbox %s uid %s vanished before it could be fetched", config.name, uid
+            )
+            continue
+        location = Location(config.name, uidvalidity, uid)
+        fetched.append(FetchedMail(data[b"BODY[]"], as_utc(data[b"INTERNALDATE"]), location))
+    return FetchedBatch(fetched, oversize)
+
+
 def fetch_and_store(
     session: Session,
     client: IMAPClient,
@@ -406,46 +471,34 @@ def fetch_and_store(
     id in UID order, so processing does not read them back from the database. A caller that
     passes ``commit=False`` commits before it processes them.
     """
-    sizes = client.fetch(uids, ["RFC822.SIZE", "INTERNALDATE"])
-    wanted = [
-        uid
-        for uid in uids
-        if uid in sizes and sizes[uid][b"RFC822.SIZE"] <= config.max_message_bytes
-    ]
-    oversize = [uid for uid in uids if uid in sizes and uid not in wanted]
-
-    fetched: list[FetchedMail] = []
-    bodies = client.fetch(wanted, ["BODY.PEEK[]", "INTERNALDATE"]) if wanted else {}
-    for uid in wanted:
-        data = bodies.get(uid)
-        if data is None or b"BODY[]" not in data:
-            logger.warning(
-                "mailbox %s uid %s vanished before it could be fetched", config.name, uid
-            )
-            continue
-        location = Location(config.name, uidvalidity, uid)
-        fetched.append(FetchedMail(data[b"BODY[]"], as_utc(data[b"INTERNALDATE"]), location))
-    del bodies
-
-    to_process: dict[int, bytes] = {}
+    batch = fetch_batch(client, config, uidvalidity, uids)
     # With ids handed out, the batch's rows go in as one INSERT per table, SQLite included.
     begin_write_transaction(session)
     with client_ids(session):
-        stored = store_fetched(session, fetched, source=f"imap:{config.name}")
-    for item, outcome in zip(fetched, stored, strict=True):
-        result.fetched += 1
-        if outcome.created:
-            result.stored += 1
-        if not outcome.raw_message.is_processed:
-            to_process[outcome.raw_message.id] = item.raw
+        stored = summarise(batch.mail, store_fetched(session, batch.mail, f"imap:{config.name}"))
     if commit:
         session.commit()
     else:
         session.flush()
+    return count_stored(session, client, config, settings, uidvalidity, batch, stored, result)
 
-    for uid in oversize:
-        store_oversize(session, client, config, settings, uidvalidity, uid, sizes[uid], result)
-    return to_process
+
+def count_stored(
+    session: Session,
+    client: IMAPClient,
+    config: MailboxConfig,
+    settings: IngestSettings,
+    uidvalidity: int,
+    batch: FetchedBatch,
+    stored: StoredBatch,
+    result: PollResult,
+) -> dict[int, bytes]:
+    """Count a stored batch, store the headers of its oversize mail, and return what to process."""
+    result.fetched += stored.fetched
+    result.stored += stored.created
+    for uid, info in batch.oversize.items():
+        store_oversize(session, client, config, settings, uidvalidity, uid, info, result)
+    return stored.raw_by_id
 
 
 def store_oversize(
