@@ -8,10 +8,11 @@ Run as root from the repository root (the private Dovecot needs it)::
 It fills a private Dovecot with ``bench/mailgen.py`` mail and polls it once into an empty
 database in this process. It prints the seconds until every message was committed and marked,
 and until the poll returned with its acknowledgements written to the outbox. It also prints the
-CPU time of the poller and of its parse worker, and the SQL statements by kind. With ``--profile``
-it writes cProfile data of the poller's main thread to the given file, and with ``--phases`` it
-prints the wall time the poller spent in each phase of the poll. bench_ingest.py gives
-the figures for BENCHMARKS.md; this script is for finding what to change next.
+CPU time of the poller, of its parse worker and of the whole machine, and the SQL statements by
+kind with their time. With ``--profile`` it writes cProfile data of the poller's main thread to
+the given file, and with ``--phases`` it prints the time the poller spent in each phase of the
+poll. bench_ingest.py gives the figures for BENCHMARKS.md; this script is for finding what to
+change next.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import logging
+import os
 import resource
 import shutil
 import sys
@@ -36,6 +38,17 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from bench.bench_ingest import fill_mailbox, fresh_database, poll_config  # noqa: E402
 from tests.servers import start_dovecot  # noqa: E402
+
+
+def machine_cpu() -> tuple[float, float, float]:
+    """Return the machine's busy, idle and stolen CPU seconds since boot, over all cores."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]
+    steal = fields[7] if len(fields) > 7 else 0
+    # Guest time is counted in user time already, so only the first eight fields add up.
+    busy = sum(fields[:8]) - idle - steal
+    return busy / ticks, idle / ticks, steal / ticks
 
 
 @contextmanager
@@ -127,6 +140,7 @@ def profile_poll(args: argparse.Namespace, workdir: Path) -> None:
             phases: Counter[str] = Counter()
             phases_system: Counter[str] = Counter()
             profiler = cProfile.Profile() if args.profile else None
+            machine_before = machine_cpu()
             before = resource.getrusage(resource.RUSAGE_SELF)
             started = time.monotonic()
             if profiler is not None:
@@ -140,6 +154,7 @@ def profile_poll(args: argparse.Namespace, workdir: Path) -> None:
                 profiler.disable()
             ended = time.monotonic()
             after = resource.getrusage(resource.RUSAGE_SELF)
+            machine_after = machine_cpu()
         worker = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
         dovecot.stop()
@@ -152,7 +167,12 @@ def profile_poll(args: argparse.Namespace, workdir: Path) -> None:
     print(
         f"poller CPU: {after.ru_utime - before.ru_utime:.2f} s user, "
         f"{after.ru_stime - before.ru_stime:.2f} s system; "
-        f"parse worker CPU: {worker.ru_utime + worker.ru_stime:.2f} s"
+        f"parse worker CPU: {worker.ru_utime:.2f} s user, {worker.ru_stime:.2f} s system"
+    )
+    busy, idle, steal = (a - b for a, b in zip(machine_after, machine_before, strict=True))
+    print(
+        f"machine CPU over the poll, all processes: {busy:.2f} s busy, {idle:.2f} s idle, "
+        f"{steal:.2f} s stolen by the host"
     )
     if phases:
         print("wall s  system s  phase (phases nest, so they do not add up)")

@@ -324,7 +324,8 @@ def poll_connected(
                     result,
                 )
                 assert pool is not None
-                waiting.append((raw_by_id, pool.submit(raw_by_id)))
+                # The poller parses the first batch itself while the worker process starts up.
+                waiting.append((raw_by_id, pool.submit(raw_by_id) if number > 0 else None))
                 continue
             # While a stored batch waits to be processed, its commit also commits this batch's
             # raw bytes, a commit less per batch. Each batch is still committed before any of
