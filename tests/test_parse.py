@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import logging
 from datetime import UTC, datetime, timedelta, timezone
@@ -407,3 +409,38 @@ def test_split_reply_table(text: str, new_text: str, quoted_start: str) -> None:
     assert new == new_text
     assert quoted.startswith(quoted_start)
     assert bool(quoted) is bool(quoted_start)
+
+
+BASE64_PAYLOADS = [
+    "SGFsbG8gd2VyZWxk\r\n",
+    "SGFsbG8g\r\nd2VyZWxk\r\n",
+    "SGFsbG8gd2VyZWw=\r\n",
+    "SGFsbG8gd2VyZQ==\n\n\n",
+    "SGFsbG8gd2VyZQ",
+    "SGFs bG8gd2VyZWxk\r\n",
+    "SGFsbG8=d2VyZWxk\r\n",
+    "SGFsbG8gd2VyZ===\r\n",
+    "SGFs*bG8gd2VyZWx\r\n",
+    "",
+    "QUJD" * 5000 + "\r\n" * 100,
+]
+
+
+@pytest.mark.parametrize("payload", BASE64_PAYLOADS)
+def test_attachment_base64_decodes_as_email_package(payload: str) -> None:
+    raw = (
+        "From: a@example.net\r\nSubject: bijlage\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        "Content-Type: text/plain\r\n\r\nZie bijlage.\r\n--b\r\n"
+        'Content-Type: application/octet-stream; name="x.bin"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\n" + payload + "\r\n--b--\r\n"
+    ).encode("ascii")
+    part = list(email.message_from_bytes(raw, policy=email.policy.compat32).walk())[-1]
+    expected = part.get_payload(decode=True)
+    expected_defects = [type(defect).__name__ for defect in part.defects]
+
+    parsed = parse_message(raw)
+
+    assert parsed.attachments[0].data == expected
+    for name in expected_defects:
+        assert any(name in defect for defect in parsed.defects), name
