@@ -15,11 +15,11 @@ from inbox.errors import MailboxError
 from inbox.extensions import db
 from inbox.mail.ingest import process_batch
 from inbox.mail.locks import LockSettings, mailbox_lock
-from inbox.mail.store import store_raw
+from inbox.mail.store import content_digest, store_raw
 from inbox.models.message import MailLocation, RawMessage
 from inbox.models.ticket import Ticket
 from inbox.models.workflow import DeliveryStatus, MailDelivery
-from inbox.services.intake import ingest_settings, poll_mailboxes
+from inbox.services.intake import import_path, ingest_settings, poll_mailboxes
 from tests.conftest import imap_settings
 from tests.factories import incoming, make_mail
 from tests.servers import Dovecot
@@ -205,3 +205,35 @@ def test_poll_sends_acknowledgements_left_queued(make_app, mailbox: Dovecot) -> 
         assert delivery.message_pk is not None
         assert list((Path(app.instance_path) / "outbox").iterdir())
         db.session.remove()
+
+
+def test_file_import_of_fetched_mail_adds_nothing(
+    imap_app: Flask, mailbox: Dovecot, tmp_path: Path
+) -> None:
+    raw = make_mail(message_id="<saved-copy@example.net>")
+    mailbox.append("INBOX", raw, msg_time=RECEIVED)
+    poll_once(imap_app)
+    # A mail client saves the same mail with bare LF line endings.
+    saved = tmp_path / "saved.eml"
+    saved.write_bytes(raw.replace(b"\r\n", b"\n"))
+
+    result = import_path(db.session, saved, imap_app.config, RECEIVED)
+
+    assert result.stored == 0
+    assert db.session.scalar(select(func.count()).select_from(RawMessage)) == 1
+    assert ticket_count() == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "same_as_crlf"),
+    [
+        (b"Subject: a\r\n\r\nline\r\n", True),
+        (b"Subject: a\n\nline\n", True),
+        (b"Subject: a\r\n\nline\n", True),
+        (b"Subject: a\r\n\r\nline two\r\n", False),
+    ],
+)
+def test_content_digest_ignores_line_ending_style(raw: bytes, same_as_crlf: bool) -> None:
+    crlf = content_digest(b"Subject: a\r\n\r\nline\r\n")
+
+    assert (content_digest(raw) == crlf) is same_as_crlf

@@ -1,14 +1,15 @@
 """Store raw mail bytes once, with every IMAP location they were fetched from.
 
 The raw bytes are the evidence: they are committed before anything parses them. A message is
-known by its SHA-256 and each location by mailbox, UIDVALIDITY and UID, both with unique keys,
-so fetching a message again stores nothing new. Attachment bytes are likewise kept once per
-SHA-256 (``blob_for``).
+known by its SHA-256 (``content_digest``) and each location by mailbox, UIDVALIDITY and UID, both
+with unique keys, so fetching a message again stores nothing new. Attachment bytes are likewise
+kept once per SHA-256 (``blob_for``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.parser import BytesHeaderParser
@@ -24,6 +25,9 @@ from inbox.txcache import transaction_cache
 
 _NEW_BLOBS = "store.new_blobs"
 """Key in the transaction cache of the blobs added in the transaction, by SHA-256."""
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+"""A line feed without the carriage return before it."""
 
 _KNOWN_BLOBS = "store.known_blobs"
 """Key in the transaction cache of looked-up hashes: the stored blob, or None when there is none."""
@@ -58,6 +62,19 @@ def header_block(raw: bytes, limit: int = 65536) -> bytes:
     return head[: min(ends)] if ends else head
 
 
+def content_digest(raw: bytes) -> str:
+    """Return the SHA-256 of a message in its wire form, with every line ending CRLF.
+
+    IMAP (RFC 3501) sends messages with CRLF line endings, while a saved .eml or mbox file often
+    has bare LF.
+    The same mail fetched once and imported once from a file thus gets the same key. The stored
+    bytes stay as they came.
+    """
+    if raw.count(b"\n") != raw.count(b"\r\n"):
+        raw = _BARE_LF.sub(b"\r\n", raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
 def message_id_of(raw: bytes) -> str:
     """Read the Message-ID header without a full parse; return "" when there is none."""
     try:
@@ -87,7 +104,7 @@ def store_raw(
         if known is not None:
             return StoreResult(known.raw_message, created=False)
 
-    digest = hashlib.sha256(raw).hexdigest()
+    digest = content_digest(raw)
     raw_message = session.scalars(select(RawMessage).where(RawMessage.sha256 == digest)).first()
     created = raw_message is None
     if raw_message is None:
@@ -142,7 +159,7 @@ def store_fetched(session: Session, fetched: list[FetchedMail], source: str) -> 
             )
         )
     }
-    digests = [hashlib.sha256(item.raw).hexdigest() for item in fetched]
+    digests = [content_digest(item.raw) for item in fetched]
     by_digest = {
         raw_message.sha256: raw_message
         for raw_message in session.scalars(
