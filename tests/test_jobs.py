@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,8 +20,10 @@ from inbox.jobs import POLL_QUEUE, build_cron_scheduler, poll_job, run_idle_poll
 from inbox.mail.ingest import process_batch
 from inbox.mail.store import store_raw
 from inbox.models.ticket import Ticket
-from inbox.services.intake import ingest_settings
-from inbox.services.replies import OUTGOING_QUEUE
+from inbox.models.workflow import MailDelivery
+from inbox.services.intake import ingest_settings, poll_mailboxes
+from inbox.services.replies import OUTGOING_QUEUE, UNENQUEUED_AFTER
+from tests.conftest import imap_settings
 from tests.factories import make_mail
 from tests.servers import Dovecot, SmtpSink
 
@@ -113,3 +116,30 @@ def test_acknowledgement_delivered_by_rq_worker(
         assert len(smtp_sink.messages) == 1
         assert smtp_sink.messages[0].rcpt_tos == ("jan@example.net",)
         db.session.remove()
+
+
+def test_poll_enqueues_acknowledgement_never_enqueued(
+    make_app: Any, mailbox: Dovecot, redis_test_url: str, redis_connection: Redis
+) -> None:
+    app = make_app(
+        REDIS_URL=redis_test_url, MAIL_FROM="privacy@example.org", **imap_settings(mailbox)
+    )
+    with app.app_context():
+        # A poll killed between its commit and the enqueue leaves the acknowledgement so.
+        stored = store_raw(db.session, make_mail(), datetime.now(UTC), None, "test")
+        db.session.commit()
+        settings = replace(ingest_settings(app.config), deliver=None)
+        process_batch(db.session, [stored.raw_message.id], settings)
+        delivery = db.session.scalars(select(MailDelivery)).one()
+        queue = Queue(OUTGOING_QUEUE, connection=redis_connection)
+
+        poll_mailboxes(db.session, app.config)
+        queued_when_recent = queue.count
+        delivery.created_at = datetime.now(UTC) - UNENQUEUED_AFTER - timedelta(minutes=1)
+        db.session.commit()
+        poll_mailboxes(db.session, app.config)
+        queued_when_stale = queue.count
+        db.session.remove()
+
+    assert queued_when_recent == 0
+    assert queued_when_stale == 1

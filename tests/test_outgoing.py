@@ -34,20 +34,21 @@ from inbox.models.message import Attachment, Blob, Message
 from inbox.models.ticket import Ticket
 from inbox.models.user import Role
 from inbox.models.workflow import DeliveryStatus, MailDelivery, StepStatus, WorkflowStep
-from inbox.services.intake import ingest_settings
+from inbox.services.intake import ingest_settings, poll_mailboxes
 from inbox.services.replies import (
     AttachmentTooLargeError,
     Reply,
     deliver_queued,
     dispatch,
     render_draft,
+    retry_wait,
     send_reply,
 )
 from inbox.services.users import create_user
 from inbox.services.workflows import WorkflowStateError, check_step, instance_of
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, AuthActions
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, AuthActions, imap_settings
 from tests.factories import incoming, make_mail
-from tests.servers import SmtpSink
+from tests.servers import Dovecot, SmtpSink
 
 MAILBOX = "privacy@example.org"
 DUTCH_BODY = "Ik wil graag weten welke persoonsgegevens u van mij verwerkt (art. 15 AVG)."
@@ -651,3 +652,35 @@ def test_reply_form_is_multipart(web_mail_app: Flask, smtp_sink: SmtpSink) -> No
 )
 def test_safe_attachment_name_table(name: str, expected: str) -> None:
     assert safe_attachment_name(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("attempts", "minutes"),
+    [(0, 5), (1, 1), (2, 6), (3, 36), (4, 156)],
+)
+def test_retry_wait_follows_rq_intervals(attempts: int, minutes: int) -> None:
+    assert retry_wait(attempts) == timedelta(minutes=minutes)
+
+
+def test_poll_retries_failed_mail_when_due(make_app: Any, mailbox: Dovecot) -> None:
+    application = make_app(MAIL_FROM=MAILBOX, **imap_settings(mailbox))
+    with application.app_context():
+        outbox = Path(application.instance_path) / "outbox"
+        outbox.parent.mkdir(parents=True, exist_ok=True)
+        outbox.write_text("not a folder")
+        for index in range(2):
+            ingest(application, make_mail(sender=f"p{index}@example.net", body=DUTCH_BODY))
+        outbox.unlink()
+        due, waiting = db.session.scalars(select(MailDelivery).order_by(MailDelivery.id)).all()
+        # One failed attempt: the next is due a minute after the mail was queued.
+        due.created_at = datetime.now(UTC) - timedelta(minutes=2)
+        db.session.commit()
+
+        results, errors = poll_mailboxes(db.session, application.config)
+        statuses = [
+            db.session.get(MailDelivery, delivery_id).status for delivery_id in (due.id, waiting.id)
+        ]
+        db.session.remove()
+
+    assert errors == []
+    assert statuses == [DeliveryStatus.SENT, DeliveryStatus.QUEUED]

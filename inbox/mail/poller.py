@@ -49,7 +49,11 @@ from inbox.models.audit import AuditTag
 from inbox.models.mailbox import Mailbox
 from inbox.models.message import MailLocation, RawMessage
 from inbox.models.types import utcnow
-from inbox.services.replies import uncomposed_acknowledgements
+from inbox.services.replies import (
+    UNENQUEUED_AFTER,
+    composed_mail_due,
+    uncomposed_acknowledgements,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -288,6 +292,12 @@ def poll_connected(
     if deliver is not None:
         settings = replace(settings, deliver=None)
         result.delivery_ids.extend(uncomposed_acknowledgements(session))
+        # Mail that failed, or whose sender stopped, is tried again once its retry is due.
+        result.delivery_ids.extend(composed_mail_due(session, utcnow()))
+    elif settings.deliver is not None:
+        # With RQ, an acknowledgement that a killed poll never enqueued is enqueued now.
+        stale = uncomposed_acknowledgements(session, utcnow() - UNENQUEUED_AFTER)
+        deliver_acknowledgements(session, stale, settings.deliver)
     pool = start_parse_pool(settings, len(new_uids))
     engine = session.get_bind()
     ahead = (

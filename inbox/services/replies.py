@@ -62,6 +62,17 @@ DELIVERY_RETRY_INTERVALS_SECONDS = (60, 300, 1800, 7200)
 MAX_INLINE_ATTEMPTS = len(DELIVERY_RETRY_INTERVALS_SECONDS) + 1
 """Delivery attempts before a mail is marked failed, inline or through RQ."""
 
+UNSENT_AFTER = timedelta(minutes=5)
+"""Age of a composed mail never tried, after which a poll counts its sender as stopped."""
+
+UNENQUEUED_AFTER = timedelta(minutes=15)
+"""Age of an uncomposed acknowledgement after which a poll with RQ enqueues it again.
+
+A poll killed between committing a ticket and enqueuing its acknowledgement leaves it so.
+"""
+# NOTE: a backlog on the RQ queue longer than this enqueues an acknowledgement twice. A second
+# job that runs after the first finds the mail sent; two jobs that run at once can send it twice.
+
 AUTOMATIC_MAIL_WINDOW = timedelta(hours=24)
 """At most one automatic mail per recipient within this window, so two robots never loop."""
 
@@ -530,22 +541,54 @@ def compose_queued(session: Session, delivery: MailDelivery) -> bool:
     return True
 
 
-def uncomposed_acknowledgements(session: Session) -> list[int]:
+def uncomposed_acknowledgements(
+    session: Session, queued_before: datetime | None = None
+) -> list[int]:
     """Return the ids of queued acknowledgements that were never composed, oldest first.
 
-    A poll that sends its acknowledgements itself and was killed after committing tickets
-    leaves them so; the next poll sends them.
+    A poll that was killed after committing tickets leaves them so; a later poll delivers them.
+
+    :param queued_before: only those queued before this moment.
     """
-    return list(
-        session.scalars(
-            select(MailDelivery.id)
-            .where(
-                MailDelivery.status == DeliveryStatus.QUEUED,
-                MailDelivery.message_pk.is_(None),
-            )
-            .order_by(MailDelivery.id)
-        )
+    query = select(MailDelivery.id).where(
+        MailDelivery.status == DeliveryStatus.QUEUED,
+        MailDelivery.message_pk.is_(None),
     )
+    if queued_before is not None:
+        query = query.where(MailDelivery.created_at < queued_before)
+    return list(session.scalars(query.order_by(MailDelivery.id)))
+
+
+def retry_wait(attempts: int) -> timedelta:
+    """Return how long after queueing a composed mail with ``attempts`` failures is tried again.
+
+    The first wait covers a process that stopped between composing and sending. Later waits
+    follow DELIVERY_RETRY_INTERVALS_SECONDS, the intervals RQ uses.
+    """
+    if attempts == 0:
+        return UNSENT_AFTER
+    return timedelta(seconds=sum(DELIVERY_RETRY_INTERVALS_SECONDS[:attempts]))
+
+
+def composed_mail_due(session: Session, now: datetime) -> list[int]:
+    """Return the ids of composed, still queued mail whose next attempt is due, oldest first.
+
+    Mail sent without RQ gets one attempt when it is queued. A failed attempt, or a process that
+    stopped before sending, leaves it queued, and the next poll tries it again when it is due.
+    """
+    rows = session.execute(
+        select(MailDelivery.id, MailDelivery.attempts, MailDelivery.created_at)
+        .where(
+            MailDelivery.status == DeliveryStatus.QUEUED,
+            MailDelivery.message_pk.is_not(None),
+        )
+        .order_by(MailDelivery.id)
+    ).all()
+    return [
+        delivery_id
+        for delivery_id, attempts, created_at in rows
+        if created_at + retry_wait(attempts) <= now
+    ]
 
 
 def compose_together(session: Session, delivery_ids: list[int]) -> None:
