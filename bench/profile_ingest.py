@@ -51,6 +51,22 @@ def machine_cpu() -> tuple[float, float, float]:
     return busy / ticks, idle / ticks, steal / ticks
 
 
+def cpu_by_command() -> Counter[str]:
+    """Return the CPU seconds each running command has used, summed over its processes."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds: Counter[str] = Counter()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may contain spaces; the fields follow it.
+        command = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        seconds[command] += (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
 @contextmanager
 def timed_phases(seconds: Counter[str], system: Counter[str]) -> Iterator[None]:
     """Add each phase's wall time to ``seconds`` and its system CPU time to ``system``.
@@ -141,6 +157,7 @@ def profile_poll(args: argparse.Namespace, workdir: Path) -> None:
             phases_system: Counter[str] = Counter()
             profiler = cProfile.Profile() if args.profile else None
             machine_before = machine_cpu()
+            commands_before = cpu_by_command()
             before = resource.getrusage(resource.RUSAGE_SELF)
             started = time.monotonic()
             if profiler is not None:
@@ -155,6 +172,8 @@ def profile_poll(args: argparse.Namespace, workdir: Path) -> None:
             ended = time.monotonic()
             after = resource.getrusage(resource.RUSAGE_SELF)
             machine_after = machine_cpu()
+            commands = cpu_by_command()
+            commands.subtract(commands_before)
         worker = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
         dovecot.stop()
@@ -173,6 +192,10 @@ def profile_poll(args: argparse.Namespace, workdir: Path) -> None:
     print(
         f"machine CPU over the poll, all processes: {busy:.2f} s busy, {idle:.2f} s idle, "
         f"{steal:.2f} s stolen by the host"
+    )
+    print(
+        "CPU of running commands over the poll (a process that ended is missing): "
+        + ", ".join(f"{name} {spent:.2f} s" for name, spent in commands.most_common(6))
     )
     if phases:
         print("wall s  system s  phase (phases nest, so they do not add up)")
