@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 
@@ -16,7 +17,7 @@ from inbox.services.workflows import instance_of
 
 if TYPE_CHECKING:
     from inbox.models.ticket import Ticket
-    from inbox.models.workflow import WorkflowStep
+    from inbox.models.workflow import MailDelivery, WorkflowStep
 
 
 def make_mail(
@@ -67,3 +68,32 @@ def sent_statements(accept: Callable[[str], bool]) -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(db.engine, "before_cursor_execute", listen)
+
+
+def leave_acknowledgement_uncomposed(config: Mapping[str, Any]) -> MailDelivery:
+    """Open a ticket whose acknowledgement is queued but never composed nor handed on.
+
+    This is what a poll leaves that was killed between its commit and the delivery.
+    """
+    from dataclasses import replace
+
+    from sqlalchemy import select
+
+    from inbox.mail.ingest import process_batch
+    from inbox.mail.store import store_raw
+    from inbox.models.workflow import MailDelivery
+    from inbox.services.intake import ingest_settings
+
+    stored = store_raw(db.session, make_mail(), datetime.now(UTC), None, "test")
+    db.session.commit()
+    settings = replace(ingest_settings(config), deliver=None)
+    process_batch(db.session, [stored.raw_message.id], settings)
+    return db.session.scalars(select(MailDelivery)).one()
+
+
+def block_outbox(instance_path: str) -> Path:
+    """Put a plain file where the outbox folder goes, so that every write to it fails."""
+    outbox = Path(instance_path) / "outbox"
+    outbox.parent.mkdir(parents=True, exist_ok=True)
+    outbox.write_text("not a folder")
+    return outbox

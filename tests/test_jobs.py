@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,11 +19,10 @@ from inbox.jobs import POLL_QUEUE, build_cron_scheduler, poll_job, run_idle_poll
 from inbox.mail.ingest import process_batch
 from inbox.mail.store import store_raw
 from inbox.models.ticket import Ticket
-from inbox.models.workflow import MailDelivery
 from inbox.services.intake import ingest_settings, poll_mailboxes
 from inbox.services.replies import OUTGOING_QUEUE, UNENQUEUED_AFTER
 from tests.conftest import imap_settings
-from tests.factories import make_mail
+from tests.factories import leave_acknowledgement_uncomposed, make_mail
 from tests.servers import Dovecot, SmtpSink
 
 
@@ -125,12 +123,7 @@ def test_poll_enqueues_acknowledgement_never_enqueued(
         REDIS_URL=redis_test_url, MAIL_FROM="privacy@example.org", **imap_settings(mailbox)
     )
     with app.app_context():
-        # A poll killed between its commit and the enqueue leaves the acknowledgement so.
-        stored = store_raw(db.session, make_mail(), datetime.now(UTC), None, "test")
-        db.session.commit()
-        settings = replace(ingest_settings(app.config), deliver=None)
-        process_batch(db.session, [stored.raw_message.id], settings)
-        delivery = db.session.scalars(select(MailDelivery)).one()
+        delivery = leave_acknowledgement_uncomposed(app.config)
         queue = Queue(OUTGOING_QUEUE, connection=redis_connection)
 
         poll_mailboxes(db.session, app.config)

@@ -47,7 +47,7 @@ from inbox.services.replies import (
 from inbox.services.users import create_user
 from inbox.services.workflows import WorkflowStateError, check_step, instance_of
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, AuthActions, imap_settings
-from tests.factories import incoming, make_mail
+from tests.factories import block_outbox, incoming, make_mail
 from tests.servers import Dovecot, SmtpSink
 
 MAILBOX = "privacy@example.org"
@@ -254,10 +254,7 @@ def test_file_outbox_without_smtp_host(make_app: Any, tmp_path: Path) -> None:
 def test_unwritable_outbox_keeps_mail_queued(make_app: Any) -> None:
     application = make_app(MAIL_FROM=MAILBOX)
     with application.app_context():
-        # A plain file where the outbox folder should be: every write fails.
-        outbox = Path(application.instance_path) / "outbox"
-        outbox.parent.mkdir(parents=True, exist_ok=True)
-        outbox.write_text("not a folder")
+        block_outbox(application.instance_path)
 
         for index in range(2):
             ingest(application, make_mail(sender=f"p{index}@example.net", body=DUTCH_BODY))
@@ -665,9 +662,7 @@ def test_retry_wait_follows_rq_intervals(attempts: int, minutes: int) -> None:
 def test_poll_retries_failed_mail_when_due(make_app: Any, mailbox: Dovecot) -> None:
     application = make_app(MAIL_FROM=MAILBOX, **imap_settings(mailbox))
     with application.app_context():
-        outbox = Path(application.instance_path) / "outbox"
-        outbox.parent.mkdir(parents=True, exist_ok=True)
-        outbox.write_text("not a folder")
+        outbox = block_outbox(application.instance_path)
         for index in range(2):
             ingest(application, make_mail(sender=f"p{index}@example.net", body=DUTCH_BODY))
         outbox.unlink()

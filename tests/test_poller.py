@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,15 +12,14 @@ from sqlalchemy import func, select
 
 from inbox.errors import MailboxError
 from inbox.extensions import db
-from inbox.mail.ingest import process_batch
 from inbox.mail.locks import LockSettings, mailbox_lock
-from inbox.mail.store import content_digest, store_raw
+from inbox.mail.store import content_digest
 from inbox.models.message import MailLocation, RawMessage
 from inbox.models.ticket import Ticket
-from inbox.models.workflow import DeliveryStatus, MailDelivery
-from inbox.services.intake import import_path, ingest_settings, poll_mailboxes
+from inbox.models.workflow import DeliveryStatus
+from inbox.services.intake import import_path, poll_mailboxes
 from tests.conftest import imap_settings
-from tests.factories import incoming, make_mail
+from tests.factories import incoming, leave_acknowledgement_uncomposed, make_mail
 from tests.servers import Dovecot
 
 RECEIVED = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
@@ -190,12 +188,7 @@ def test_connect_error_is_mailbox_error() -> None:
 def test_poll_sends_acknowledgements_left_queued(make_app, mailbox: Dovecot) -> None:  # type: ignore[no-untyped-def]
     app = make_app(**imap_settings(mailbox), MAIL_FROM="privacy@example.org")
     with app.app_context():
-        # A poll killed after its commit leaves the acknowledgement queued and uncomposed.
-        stored = store_raw(db.session, make_mail(), datetime.now(UTC), None, "test")
-        db.session.commit()
-        settings = replace(ingest_settings(app.config), deliver=None)
-        process_batch(db.session, [stored.raw_message.id], settings)
-        delivery = db.session.scalars(select(MailDelivery)).one()
+        delivery = leave_acknowledgement_uncomposed(app.config)
         assert delivery.message_pk is None
 
         poll_once(app)
