@@ -22,6 +22,7 @@ from inbox.extensions import db
 from inbox.mail.filters import LOOP_HEADER
 from inbox.mail.ingest import process_batch
 from inbox.mail.outgoing import (
+    DeliveryError,
     MailFile,
     SmtpSettings,
     make_message_id,
@@ -36,6 +37,7 @@ from inbox.models.user import Role
 from inbox.models.workflow import DeliveryStatus, MailDelivery, StepStatus, WorkflowStep
 from inbox.services.intake import ingest_settings, poll_mailboxes
 from inbox.services.replies import (
+    MAX_INLINE_ATTEMPTS,
     AttachmentTooLargeError,
     Reply,
     deliver_queued,
@@ -269,6 +271,28 @@ def test_unwritable_outbox_keeps_mail_queued(make_app: Any) -> None:
     assert statuses == [(DeliveryStatus.QUEUED, 1), (DeliveryStatus.QUEUED, 1)]
     assert len(failures) == 2
     assert "could not be written to the outbox" in failures[0].data["error"]
+
+
+def test_mail_given_up_flags_its_ticket(make_app: Any) -> None:
+    application = make_app(MAIL_FROM=MAILBOX)
+    with application.app_context():
+        block_outbox(application.instance_path)
+        ingest(application, make_mail(body=DUTCH_BODY))
+        delivery = db.session.scalars(select(MailDelivery)).one()
+
+        for _attempt in range(MAX_INLINE_ATTEMPTS - 1):
+            with pytest.raises(DeliveryError):
+                deliver_queued(db.session, delivery.id)
+        ticket = db.session.scalars(select(Ticket)).one()
+        status, attempts = delivery.status, delivery.attempts
+        flagged, reason = ticket.needs_attention, ticket.attention_reason
+        db.session.remove()
+
+    assert status == DeliveryStatus.FAILED
+    assert attempts == MAX_INLINE_ATTEMPTS
+    assert flagged
+    assert "jan@example.net failed 5 times" in reason
+    assert "could not be written to the outbox" in reason
 
 
 def test_smtp_none_refused_off_loopback() -> None:

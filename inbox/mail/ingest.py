@@ -42,7 +42,7 @@ from inbox.models.ticket import Ticket
 from inbox.models.types import utcnow
 from inbox.models.workflow import MailDelivery
 from inbox.services.replies import check_recent_automatic_mail
-from inbox.services.tickets import NewTicket, change_status, open_ticket
+from inbox.services.tickets import NewTicket, change_status, flag_ticket, open_ticket
 from inbox.sla import SlaPolicy
 
 logger = logging.getLogger(__name__)
@@ -250,13 +250,6 @@ def forwarded_attachment(parsed: ParsedMail) -> ParsedMail | None:
         except ParseError:
             return None
     return None
-
-
-def flag_ticket(session: Session, ticket: Ticket, reason: str) -> None:
-    """Mark a ticket as needing a person's attention, with the reason, and audit it."""
-    ticket.needs_attention = True
-    ticket.attention_reason = reason[:2000]
-    record_event(session, AuditTag.TICKET_ATTENTION_FLAG, SYSTEM_ACTOR, ticket, {"reason": reason})
 
 
 def add_message(

@@ -45,7 +45,7 @@ from inbox.models.message import Attachment, Message, RawMessage
 from inbox.models.ticket import Ticket
 from inbox.models.types import utcnow
 from inbox.models.workflow import DeliveryStatus, MailDelivery, WorkflowInstance
-from inbox.services.tickets import sla_policy
+from inbox.services.tickets import flag_ticket, sla_policy
 from inbox.services.workflows import WorkflowStateError, complete_reply_step, instance_of
 from inbox.sla import compute_due_at, compute_extended_due_at
 from inbox.txcache import transaction_cache
@@ -484,8 +484,6 @@ def deliver_queued(session: Session, delivery_id: int) -> bool:
     except DeliveryError as exc:
         delivery.attempts += 1
         delivery.last_error = str(exc)[:2000]
-        if delivery.attempts >= MAX_INLINE_ATTEMPTS:
-            delivery.status = DeliveryStatus.FAILED
         record_event(
             session,
             AuditTag.MAIL_FAIL,
@@ -493,6 +491,15 @@ def deliver_queued(session: Session, delivery_id: int) -> bool:
             ticket,
             {"delivery": delivery.id, "attempt": delivery.attempts, "error": delivery.last_error},
         )
+        if delivery.attempts >= MAX_INLINE_ATTEMPTS:
+            delivery.status = DeliveryStatus.FAILED
+            # Nobody retries it any more, so the ticket says so where the team looks.
+            flag_ticket(
+                session,
+                ticket,
+                f"mail to {delivery.recipient} failed {delivery.attempts} times and is given up "
+                f"({delivery.last_error[:300]}); send it again or reach the requester another way",
+            )
         session.commit()
         raise
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from inbox.audit import record_event
+from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.enums import RequestType, TicketStatus, parse_choice
 from inbox.errors import TransitionError
 from inbox.ids import ensure_id
@@ -164,6 +164,13 @@ def change_type(
 
     replan_workflow(session, ticket, actor)
     return True
+
+
+def flag_ticket(session: Session, ticket: Ticket, reason: str, actor: str = SYSTEM_ACTOR) -> None:
+    """Mark a ticket as needing a person's attention, with the reason, and audit it."""
+    ticket.needs_attention = True
+    ticket.attention_reason = reason[:2000]
+    record_event(session, AuditTag.TICKET_ATTENTION_FLAG, actor, ticket, {"reason": reason})
 
 
 def change_status(session: Session, ticket: Ticket, new_status: str, actor: str) -> bool:
