@@ -493,7 +493,7 @@ def deliver_queued(session: Session, delivery_id: int) -> bool:
         )
         if delivery.attempts >= MAX_INLINE_ATTEMPTS:
             delivery.status = DeliveryStatus.FAILED
-            # Nobody retries it any more, so the ticket says so where the team looks.
+            # No poll or job tries it again, so the ticket shows it where the team looks.
             flag_ticket(
                 session,
                 ticket,
