@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +17,15 @@ from sqlalchemy.engine import make_url
 
 from inbox import create_app
 from inbox.extensions import db
+from inbox.mail.store import content_digest
 from tests.conftest import database_kind
 from tests.servers import postgres_url
 
 BEFORE_CONTENT_TABLE = "8b3e6f1d4a27"
 """The last revision that kept raw mail bytes in raw_message.raw."""
+
+BEFORE_WIRE_FORM_KEY = "e4a9c7b21f60"
+"""The last revision that keyed raw mail by the SHA-256 of its exact bytes."""
 
 
 @pytest.fixture
@@ -111,3 +116,36 @@ def test_raw_bytes_move_to_content_table(empty_database_url: str, tmp_path: Path
     assert moved_rows == [(7, b"Subject: x\r\n\r\nbody")]
     assert "raw" not in columns
     assert bytes(restored) == b"Subject: x\r\n\r\nbody"
+
+
+def test_upgrade_rekeys_raw_mail_saved_with_bare_lf(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": empty_database_url, "SECRET_KEY": "test"},
+        instance_path=str(tmp_path / "instance"),
+    )
+    saved = b"Subject: x\n\nbody\n"
+    insert_raw = text(
+        "INSERT INTO raw_message (id, sha256, message_id, size, internaldate, stored_at, "
+        "error, attempts, source) VALUES (7, :key, 'm@example.org', 16, "
+        "'2026-12-01 10:00:00', '2026-12-01 10:00:00', '', 0, 'test')"
+    )
+    insert_content = text("INSERT INTO raw_message_content (raw_message_id, raw) VALUES (7, :raw)")
+    select_key = text("SELECT sha256 FROM raw_message WHERE id = 7")
+    with app.app_context():
+        flask_migrate.upgrade(revision=BEFORE_WIRE_FORM_KEY)
+        with db.engine.begin() as connection:
+            connection.execute(insert_raw, {"key": hashlib.sha256(saved).hexdigest()})
+            connection.execute(insert_content, {"raw": saved})
+
+        flask_migrate.upgrade()
+        with db.engine.connect() as connection:
+            upgraded = connection.execute(select_key).scalar()
+        flask_migrate.downgrade(revision=BEFORE_WIRE_FORM_KEY)
+        with db.engine.connect() as connection:
+            downgraded = connection.execute(select_key).scalar()
+        db.engine.dispose()
+
+    assert upgraded == content_digest(b"Subject: x\r\n\r\nbody\r\n")
+    assert downgraded == hashlib.sha256(saved).hexdigest()

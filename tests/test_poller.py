@@ -223,7 +223,10 @@ def test_file_import_of_fetched_mail_adds_nothing(
         (b"Subject: a\r\n\r\nline\r\n", True),
         (b"Subject: a\n\nline\n", True),
         (b"Subject: a\r\n\nline\n", True),
+        (b"Subject: a\r\n\r\nline", True),
+        (b"Subject: a\n\nline\n\n\n", True),
         (b"Subject: a\r\n\r\nline two\r\n", False),
+        (b"Subject: a\r\n\r\nline\r\n\r\nline\r\n", False),
     ],
 )
 def test_content_digest_ignores_line_ending_style(raw: bytes, same_as_crlf: bool) -> None:

@@ -63,15 +63,16 @@ def header_block(raw: bytes, limit: int = 65536) -> bytes:
 
 
 def content_digest(raw: bytes) -> str:
-    """Return the SHA-256 of a message in its wire form, with every line ending CRLF.
+    """Return the SHA-256 of a message in its wire form: CRLF line endings, one at the end.
 
     IMAP (RFC 3501) sends messages with CRLF line endings, while a saved .eml or mbox file often
-    has bare LF.
-    The same mail fetched once and imported once from a file thus gets the same key. The stored
-    bytes stay as they came.
+    has bare LF, and an editor may add or drop the last line break. The same mail fetched once
+    and imported once from a file thus gets the same key. The stored bytes stay as they came.
     """
     if raw.count(b"\n") != raw.count(b"\r\n"):
         raw = _BARE_LF.sub(b"\r\n", raw)
+    if not raw.endswith(b"\r\n") or raw.endswith(b"\r\n\r\n"):
+        raw = raw.rstrip(b"\r\n") + b"\r\n"
     return hashlib.sha256(raw).hexdigest()
 
 
