@@ -273,6 +273,30 @@ def test_unwritable_outbox_keeps_mail_queued(make_app: Any) -> None:
     assert "could not be written to the outbox" in failures[0].data["error"]
 
 
+@pytest.mark.parametrize(("claimed_minutes_ago", "delivered"), [(1, False), (11, True)])
+def test_mail_claimed_elsewhere_sent_once(
+    make_app: Any, claimed_minutes_ago: int, delivered: bool
+) -> None:
+    application = make_app(MAIL_FROM=MAILBOX)
+    with application.app_context():
+        outbox = block_outbox(application.instance_path)
+        ingest(application, make_mail(body=DUTCH_BODY))
+        outbox.unlink()
+        delivery = db.session.scalars(select(MailDelivery)).one()
+        delivery_id = delivery.id
+        # Another process claimed the mail; after IN_FLIGHT_LEASE it counts as stopped.
+        delivery.status = DeliveryStatus.SENDING
+        delivery.attempted_at = datetime.now(UTC) - timedelta(minutes=claimed_minutes_ago)
+        db.session.commit()
+
+        result = deliver_queued(db.session, delivery_id)
+        status = db.session.get(MailDelivery, delivery_id).status
+        db.session.remove()
+
+    assert result is delivered
+    assert status == (DeliveryStatus.SENT if delivered else DeliveryStatus.SENDING)
+
+
 def test_mail_given_up_flags_its_ticket(make_app: Any) -> None:
     application = make_app(MAIL_FROM=MAILBOX)
     with application.app_context():
@@ -677,7 +701,7 @@ def test_safe_attachment_name_table(name: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("attempts", "minutes"),
-    [(0, 5), (1, 1), (2, 6), (3, 36), (4, 156)],
+    [(0, 5), (1, 1), (2, 5), (3, 30), (4, 120), (5, 120)],
 )
 def test_retry_wait_follows_rq_intervals(attempts: int, minutes: int) -> None:
     assert retry_wait(attempts) == timedelta(minutes=minutes)
@@ -691,8 +715,8 @@ def test_poll_retries_failed_mail_when_due(make_app: Any, mailbox: Dovecot) -> N
             ingest(application, make_mail(sender=f"p{index}@example.net", body=DUTCH_BODY))
         outbox.unlink()
         due, waiting = db.session.scalars(select(MailDelivery).order_by(MailDelivery.id)).all()
-        # One failed attempt: the next is due a minute after the mail was queued.
-        due.created_at = datetime.now(UTC) - timedelta(minutes=2)
+        # One failed attempt: the next is due a minute after it began.
+        due.attempted_at = datetime.now(UTC) - timedelta(minutes=2)
         db.session.commit()
 
         results, errors = poll_mailboxes(db.session, application.config)

@@ -65,6 +65,7 @@ class DeliveryStatus(StrEnum):
     """Delivery status of an outgoing mail."""
 
     QUEUED = "queued"
+    SENDING = "sending"  # an attempt has claimed it and has not finished
     SENT = "sent"
     FAILED = "failed"  # gave up after the last retry
 
@@ -173,6 +174,8 @@ class MailDelivery(db.Model):  # type: ignore[name-defined,misc]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # When the last attempt began: the start of the wait for the next one.
+    attempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     message: Mapped[Message | None] = relationship()

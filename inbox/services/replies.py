@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 from flask import current_app
-from sqlalchemy import inspect, select
+from sqlalchemy import and_, inspect, or_, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from inbox.audit import SYSTEM_ACTOR, record_event
@@ -65,13 +65,19 @@ MAX_INLINE_ATTEMPTS = len(DELIVERY_RETRY_INTERVALS_SECONDS) + 1
 UNSENT_AFTER = timedelta(minutes=5)
 """Age of a composed mail never tried, after which a poll counts its sender as stopped."""
 
+IN_FLIGHT_LEASE = timedelta(minutes=10)
+"""Age of an unfinished attempt after which its process counts as stopped and others may retry.
+
+Longer than a send can take: each SMTP step times out after INBOX_SMTP_TIMEOUT_SECONDS (30 s).
+"""
+
 UNENQUEUED_AFTER = timedelta(minutes=15)
 """Age of an uncomposed acknowledgement after which a poll with RQ enqueues it again.
 
 A poll killed between committing a ticket and enqueuing its acknowledgement leaves it so.
 """
-# NOTE: a backlog on the RQ queue longer than this enqueues an acknowledgement twice. A second
-# job that runs after the first finds the mail sent; two jobs that run at once can send it twice.
+# A backlog on the RQ queue longer than this enqueues an acknowledgement twice. The job that
+# claims it first sends it; the other finds it claimed or sent (claim_delivery).
 
 AUTOMATIC_MAIL_WINDOW = timedelta(hours=24)
 """At most one automatic mail per recipient within this window, so two robots never loop."""
@@ -443,10 +449,42 @@ def _store_outgoing(
     return message
 
 
+def claim_delivery(session: Session, delivery_id: int, now: datetime) -> bool:
+    """Mark a queued mail as being sent by this process and commit; return whether it worked.
+
+    The UPDATE decides between processes that try the same mail at once: only one changes the
+    row. A claim older than IN_FLIGHT_LEASE belongs to a process that stopped, and is taken over.
+    """
+    # A new transaction, because SQLite refuses a write in one whose snapshot is out of date.
+    session.commit()
+    begin_write_transaction(session)
+    claimed = session.execute(
+        update(MailDelivery)
+        .where(
+            MailDelivery.id == delivery_id,
+            or_(
+                MailDelivery.status == DeliveryStatus.QUEUED,
+                and_(
+                    MailDelivery.status == DeliveryStatus.SENDING,
+                    MailDelivery.attempted_at < now - IN_FLIGHT_LEASE,
+                ),
+            ),
+        )
+        .values(status=DeliveryStatus.SENDING, attempted_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        session.rollback()
+        return False
+    session.commit()
+    return True
+
+
 def deliver_queued(session: Session, delivery_id: int) -> bool:
     """Deliver one queued mail and commit its new state; return whether it was delivered.
 
-    Safe to run twice: a mail that is no longer queued is left alone.
+    Safe to run twice, at once too: a mail that is no longer queued, or that another process is
+    sending, is left alone.
 
     :raises DeliveryError: delivery failed; the attempt is counted and committed first.
     """
@@ -461,28 +499,27 @@ def deliver_queued(session: Session, delivery_id: int) -> bool:
             joinedload(MailDelivery.message).joinedload(Message.ticket),
         ],
     )
-    if delivery is None or delivery.status != DeliveryStatus.QUEUED:
+    if delivery is None or delivery.status not in (DeliveryStatus.QUEUED, DeliveryStatus.SENDING):
         return False
     if delivery.message is None and not compose_queued(session, delivery):
         return False
     message = delivery.message
     assert message is not None
-    ticket = message.ticket
     raw_message = message.raw_message
     assert raw_message is not None
+    # Read before the claim's commit expires the loaded rows.
+    raw, message_id, reference = raw_message.raw, message.message_id, message.ticket.reference
+    if not claim_delivery(session, delivery_id, utcnow()):
+        return False
+    ticket = message.ticket
     config = current_app.config
     outbox = Path(current_app.instance_path) / "outbox"
 
     try:
-        target = deliver(
-            raw_message.raw,
-            SmtpSettings.from_config(config),
-            outbox,
-            message.message_id,
-            ticket.reference,
-        )
+        target = deliver(raw, SmtpSettings.from_config(config), outbox, message_id, reference)
     except DeliveryError as exc:
         delivery.attempts += 1
+        delivery.status = DeliveryStatus.QUEUED
         delivery.last_error = str(exc)[:2000]
         record_event(
             session,
@@ -498,7 +535,8 @@ def deliver_queued(session: Session, delivery_id: int) -> bool:
                 session,
                 ticket,
                 f"mail to {delivery.recipient} failed {delivery.attempts} times and is given up "
-                f"({delivery.last_error[:300]}); send it again or reach the requester another way",
+                f"({delivery.last_error[:300]}); write again from the ticket page or reach the "
+                "requester another way",
             )
         session.commit()
         raise
@@ -567,35 +605,47 @@ def uncomposed_acknowledgements(
 
 
 def retry_wait(attempts: int) -> timedelta:
-    """Return how long after queueing a composed mail with ``attempts`` failures is tried again.
+    """Return the wait for the next attempt at a composed mail that failed ``attempts`` times.
 
-    The first wait covers a process that stopped between composing and sending. Later waits
-    follow DELIVERY_RETRY_INTERVALS_SECONDS, the intervals RQ uses.
+    The wait after a failed attempt follows DELIVERY_RETRY_INTERVALS_SECONDS, the intervals RQ
+    uses, counted from the attempt's start. A mail never tried waits UNSENT_AFTER from its
+    queueing, which covers a process that stopped between composing and sending.
     """
     if attempts == 0:
         return UNSENT_AFTER
-    return timedelta(seconds=sum(DELIVERY_RETRY_INTERVALS_SECONDS[:attempts]))
+    last = min(attempts, len(DELIVERY_RETRY_INTERVALS_SECONDS)) - 1
+    return timedelta(seconds=DELIVERY_RETRY_INTERVALS_SECONDS[last])
 
 
 def composed_mail_due(session: Session, now: datetime) -> list[int]:
-    """Return the ids of composed, still queued mail whose next attempt is due, oldest first.
+    """Return the ids of composed mail whose next attempt is due, oldest first.
 
     Mail sent without RQ gets one attempt when it is queued. A failed attempt, or a process that
-    stopped before sending, leaves it queued, and the next poll tries it again when it is due.
+    stopped before or while sending, leaves it unsent, and a later poll tries it again when due.
     """
     rows = session.execute(
-        select(MailDelivery.id, MailDelivery.attempts, MailDelivery.created_at)
+        select(
+            MailDelivery.id,
+            MailDelivery.status,
+            MailDelivery.attempts,
+            MailDelivery.created_at,
+            MailDelivery.attempted_at,
+        )
         .where(
-            MailDelivery.status == DeliveryStatus.QUEUED,
+            MailDelivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
             MailDelivery.message_pk.is_not(None),
         )
         .order_by(MailDelivery.id)
     ).all()
-    return [
-        delivery_id
-        for delivery_id, attempts, created_at in rows
-        if created_at + retry_wait(attempts) <= now
-    ]
+    due = []
+    for delivery_id, status, attempts, created_at, attempted_at in rows:
+        if status == DeliveryStatus.SENDING:
+            wait_from, wait = attempted_at or created_at, IN_FLIGHT_LEASE
+        else:
+            wait_from, wait = attempted_at or created_at, retry_wait(attempts)
+        if wait_from + wait <= now:
+            due.append(delivery_id)
+    return due
 
 
 def compose_together(session: Session, delivery_ids: list[int]) -> None:
@@ -694,9 +744,10 @@ def deliver_job(delivery_id: int) -> bool:
 
 def send_queued_mail(session: Session) -> tuple[int, int]:
     """Try every queued mail once, oldest first; return the numbers delivered and failed."""
+    # A mail another process is sending is skipped by deliver_queued unless that claim is stale.
     ids = session.scalars(
         select(MailDelivery.id)
-        .where(MailDelivery.status == DeliveryStatus.QUEUED)
+        .where(MailDelivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]))
         .order_by(MailDelivery.id)
     ).all()
     sent = failed = 0
