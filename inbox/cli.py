@@ -171,8 +171,9 @@ def import_command(paths: tuple[Path, ...]) -> None:
         except InboxError as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(
-            f"{path}: {result.files} mails, {result.new_tickets} new tickets, "
-            f"{result.replies} replies, {result.quarantined} need attention"
+            f"{path}: {result.files} mails, {result.files - result.stored} already stored, "
+            f"{result.new_tickets} new tickets, {result.replies} replies, "
+            f"{result.quarantined} need attention"
         )
 
 

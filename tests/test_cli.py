@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from flask import Flask
 
 from inbox.extensions import db
 from inbox.models.audit import AuditEvent
+from tests.factories import make_mail
 
 REQUIRED_COMMANDS = (
     "init",
@@ -133,3 +135,15 @@ def test_reset_password_unknown_user_names_address(app: Flask) -> None:
 
     assert result.exit_code != 0
     assert "nobody@example.org" in result.output
+
+
+def test_import_twice_reports_already_stored(app: Flask, tmp_path: Path) -> None:
+    saved = tmp_path / "request.eml"
+    saved.write_bytes(make_mail())
+
+    first = app.test_cli_runner().invoke(args=["import", str(saved)])
+    second = app.test_cli_runner().invoke(args=["import", str(saved)])
+
+    assert first.exit_code == 0, first.output
+    assert "1 mails, 0 already stored, 1 new tickets" in first.output
+    assert "1 mails, 1 already stored, 0 new tickets" in second.output
