@@ -77,7 +77,7 @@ UNENQUEUED_AFTER = timedelta(minutes=15)
 A poll killed between committing a ticket and enqueuing its acknowledgement leaves it so.
 """
 # A backlog on the RQ queue longer than this enqueues an acknowledgement twice. The job that
-# claims it first sends it; the other finds it claimed or sent (claim_delivery).
+# claims it first sends it; the other finds it claimed or sent (claim_deliveries).
 
 AUTOMATIC_MAIL_WINDOW = timedelta(hours=24)
 """At most one automatic mail per recipient within this window, so two robots never loop."""
@@ -449,19 +449,20 @@ def _store_outgoing(
     return message
 
 
-def claim_delivery(session: Session, delivery_id: int, now: datetime) -> bool:
-    """Mark a queued mail as being sent by this process and commit; return whether it worked.
+def claim_deliveries(session: Session, delivery_ids: list[int], now: datetime) -> list[int]:
+    """Mark queued mail as being sent by this process and commit; return the ids it claimed.
 
-    The UPDATE decides between processes that try the same mail at once: only one changes the
-    row. A claim older than IN_FLIGHT_LEASE belongs to a process that stopped, and is taken over.
+    The UPDATE decides between processes that try the same mail at once: only one changes a
+    row, and ``now`` tells this process's claims apart. A claim older than IN_FLIGHT_LEASE
+    belongs to a process that stopped, and is taken over.
     """
     # A new transaction, because SQLite refuses a write in one whose snapshot is out of date.
     session.commit()
     begin_write_transaction(session)
-    claimed = session.execute(
+    session.execute(
         update(MailDelivery)
         .where(
-            MailDelivery.id == delivery_id,
+            MailDelivery.id.in_(delivery_ids),
             or_(
                 MailDelivery.status == DeliveryStatus.QUEUED,
                 and_(
@@ -473,19 +474,26 @@ def claim_delivery(session: Session, delivery_id: int, now: datetime) -> bool:
         .values(status=DeliveryStatus.SENDING, attempted_at=now)
         .execution_options(synchronize_session=False)
     )
-    if claimed.rowcount != 1:
-        session.rollback()
-        return False
+    claimed = set(
+        session.scalars(
+            select(MailDelivery.id).where(
+                MailDelivery.id.in_(delivery_ids),
+                MailDelivery.status == DeliveryStatus.SENDING,
+                MailDelivery.attempted_at == now,
+            )
+        )
+    )
     session.commit()
-    return True
+    return [delivery_id for delivery_id in delivery_ids if delivery_id in claimed]
 
 
-def deliver_queued(session: Session, delivery_id: int) -> bool:
+def deliver_queued(session: Session, delivery_id: int, *, claimed: bool = False) -> bool:
     """Deliver one queued mail and commit its new state; return whether it was delivered.
 
     Safe to run twice, at once too: a mail that is no longer queued, or that another process is
     sending, is left alone.
 
+    :param claimed: this process has claimed the mail already (``claim_deliveries``).
     :raises DeliveryError: delivery failed; the attempt is counted and committed first.
     """
     # One query for the delivery, its message, raw bytes and ticket.
@@ -509,7 +517,7 @@ def deliver_queued(session: Session, delivery_id: int) -> bool:
     assert raw_message is not None
     # Read before the claim's commit expires the loaded rows.
     raw, message_id, reference = raw_message.raw, message.message_id, message.ticket.reference
-    if not claim_delivery(session, delivery_id, utcnow()):
+    if not claimed and not claim_deliveries(session, [delivery_id], utcnow()):
         return False
     ticket = message.ticket
     config = current_app.config
@@ -718,9 +726,9 @@ def dispatch(session: Session, delivery_ids: list[int]) -> None:
     for start in range(0, len(delivery_ids), COMPOSE_BATCH):
         batch = delivery_ids[start : start + COMPOSE_BATCH]
         compose_together(session, batch)
-        for delivery_id in batch:
+        for delivery_id in claim_deliveries(session, batch, utcnow()):
             try:
-                deliver_queued(session, delivery_id)
+                deliver_queued(session, delivery_id, claimed=True)
             except DeliveryError:
                 logger.error(
                     "delivery of mail %s failed; it stays queued", delivery_id, exc_info=True
