@@ -453,8 +453,8 @@ def claim_deliveries(session: Session, delivery_ids: list[int], now: datetime) -
     """Mark queued mail as being sent by this process and commit; return the ids it claimed.
 
     The UPDATE decides between processes that try the same mail at once: only one changes a
-    row, and ``now`` tells this process's claims apart. A claim older than IN_FLIGHT_LEASE
-    belongs to a process that stopped, and is taken over.
+    row, and the claim time ``now`` identifies this process's rows. A claim older than
+    IN_FLIGHT_LEASE belongs to a process that stopped, and is taken over.
     """
     # A new transaction, because SQLite refuses a write in one whose snapshot is out of date.
     session.commit()
