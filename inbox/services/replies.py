@@ -729,10 +729,9 @@ def dispatch(session: Session, delivery_ids: list[int]) -> None:
         for delivery_id in claim_deliveries(session, batch, utcnow()):
             try:
                 deliver_queued(session, delivery_id, claimed=True)
-            except DeliveryError:
-                logger.error(
-                    "delivery of mail %s failed; it stays queued", delivery_id, exc_info=True
-                )
+            except DeliveryError as exc:
+                # An expected failure with its reason in the message: no traceback.
+                logger.error("delivery of mail %s failed: %s", delivery_id, exc)
 
 
 def deliver_job(delivery_id: int) -> bool:
@@ -762,8 +761,8 @@ def send_queued_mail(session: Session) -> tuple[int, int]:
     for delivery_id in ids:
         try:
             sent += int(deliver_queued(session, delivery_id))
-        except DeliveryError:
-            logger.error("delivery of mail %s failed", delivery_id, exc_info=True)
+        except DeliveryError as exc:
+            logger.error("delivery of mail %s failed: %s", delivery_id, exc)
             failed += 1
     return sent, failed
 
