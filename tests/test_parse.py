@@ -444,3 +444,13 @@ def test_attachment_base64_decodes_as_email_package(payload: str) -> None:
     assert parsed.attachments[0].data == expected
     for name in expected_defects:
         assert any(name in defect for defect in parsed.defects), name
+
+
+def test_byte_order_mark_before_headers_ignored() -> None:
+    raw = b"\xef\xbb\xbfFrom: Jan <jan@example.net>\r\nSubject: Inzageverzoek\r\n\r\nTekst\r\n"
+
+    parsed = parse_message(raw)
+
+    assert parsed.from_addr == "jan@example.net"
+    assert parsed.subject == "Inzageverzoek"
+    assert "byte-order mark before the headers ignored" in parsed.defects

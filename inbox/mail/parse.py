@@ -42,6 +42,7 @@ _FOLDING = re.compile(r"\r?\n(?=[ \t])")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _FILENAME_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
+_UTF8_BOM = b"\xef\xbb\xbf"
 _MAILPARSER_LOGGERS = (
     "mailparser",
     "mailparser.core",
@@ -488,6 +489,10 @@ def parse_message(raw: bytes, *, max_attachment_bytes: int | None = None) -> Par
         raise ParseError("raw message is empty: there are no headers and no body to parse")
 
     defects: list[str] = []
+    if raw.startswith(_UTF8_BOM):
+        # Some editors put one before a saved mail, where it would hide the first header.
+        raw = raw[len(_UTF8_BOM) :]
+        defects.append("byte-order mark before the headers ignored")
     from_stdlib = False
     try:
         message, plain, html = _parse_with_mailparser(raw, defects)
