@@ -118,9 +118,7 @@ def test_raw_bytes_move_to_content_table(empty_database_url: str, tmp_path: Path
     assert bytes(restored) == b"Subject: x\r\n\r\nbody"
 
 
-def test_upgrade_rekeys_raw_mail_saved_with_bare_lf(
-    empty_database_url: str, tmp_path: Path
-) -> None:
+def test_upgrade_rekeys_lf_mail(empty_database_url: str, tmp_path: Path) -> None:
     app = create_app(
         {"SQLALCHEMY_DATABASE_URI": empty_database_url, "SECRET_KEY": "test"},
         instance_path=str(tmp_path / "instance"),

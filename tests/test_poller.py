@@ -200,7 +200,7 @@ def test_poll_sends_acknowledgements_left_queued(make_app, mailbox: Dovecot) -> 
         db.session.remove()
 
 
-def test_file_import_of_fetched_mail_adds_nothing(
+def test_import_of_fetched_mail_adds_nothing(
     imap_app: Flask, mailbox: Dovecot, tmp_path: Path
 ) -> None:
     raw = make_mail(message_id="<saved-copy@example.net>")

@@ -61,16 +61,16 @@ def classify_new_text(parsed: ParsedMail) -> Classification:
     return classify(parsed.subject, new_text)
 
 
-def answers_earlier_mail(parsed: ParsedMail) -> bool:
-    """Tell whether a mail names an earlier mail it answers, so it most likely joins a ticket."""
+def replies_to_earlier_mail(parsed: ParsedMail) -> bool:
+    """Tell whether a mail names an earlier mail it replies to, so it most likely joins a ticket."""
     return bool(parsed.in_reply_to or parsed.references)
 
 
 def prepare(raw: bytes, max_attachment_bytes: int | None, classified: bool = True) -> Prepared:
     """Parse a raw message and classify its new text, as ``process_raw`` would.
 
-    A mail that answers an earlier one is only parsed, as is every mail when ``classified`` is
-    false: ``process_raw`` classifies such a mail if it starts a conversation after all.
+    A reply to an earlier mail is only parsed, as is every mail when ``classified`` is false.
+    ``process_raw`` classifies such a mail if it starts a conversation after all.
 
     :raises Exception: any fault other than a ParseError; the caller then leaves the message
         to the poller's own processing and its retries.
@@ -79,7 +79,7 @@ def prepare(raw: bytes, max_attachment_bytes: int | None, classified: bool = Tru
         parsed = parse_message(raw, max_attachment_bytes=max_attachment_bytes)
     except ParseError as exc:
         return Prepared(None, parse_error=str(exc))
-    if not classified or answers_earlier_mail(parsed):
+    if not classified or replies_to_earlier_mail(parsed):
         return Prepared(parsed)
     return Prepared(parsed, classification=classify_new_text(parsed))
 

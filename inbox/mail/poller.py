@@ -43,8 +43,15 @@ from inbox.mail.ingest import (
 )
 from inbox.mail.locks import LockSettings, mailbox_lock
 from inbox.mail.parsepool import ParsePool, Prepared
-from inbox.mail.store import FetchedMail, Location, store_fetched, store_raw
-from inbox.mail.storeahead import StoreAhead, StoredBatch, runs_beside_poller, summarise
+from inbox.mail.store import (
+    FetchedMail,
+    Location,
+    StoredBatch,
+    store_fetched,
+    store_raw,
+    summarise,
+)
+from inbox.mail.storeahead import StoreAhead, runs_beside_poller
 from inbox.models.audit import AuditTag
 from inbox.models.mailbox import Mailbox
 from inbox.models.message import MailLocation, RawMessage
@@ -323,32 +330,24 @@ def poll_connected(
                 batch = fetch_batch(client, config, uidvalidity, uids)
                 storing = ahead.submit(batch.mail)
                 process_waiting(keep=1)
-                raw_by_id = count_stored(
-                    session,
-                    client,
-                    config,
-                    settings,
-                    uidvalidity,
-                    batch,
-                    storing.result(),
-                    result,
+                stored = storing.result()
+                raw_by_id = finish_store(
+                    session, client, config, settings, uidvalidity, batch, stored, result
                 )
-                assert pool is not None
-                # The poller parses the first batch itself while the worker process starts up.
-                waiting.append((raw_by_id, pool.submit(raw_by_id) if number > 0 else None))
-                continue
-            # While a stored batch waits to be processed, its commit also commits this batch's
-            # raw bytes, a commit less per batch. Each batch is still committed before any of
-            # its own processing starts.
-            raw_by_id = fetch_and_store(
-                session, client, config, settings, uidvalidity, uids, result, commit=not waiting
-            )
+            else:
+                # While a stored batch waits to be processed, its commit also commits this
+                # batch's raw bytes, a commit less per batch. Each batch is still committed
+                # before any of its own processing starts.
+                raw_by_id = fetch_and_store(
+                    session, client, config, settings, uidvalidity, uids, result, commit=not waiting
+                )
             # The poller parses the first batch itself while the worker process starts up.
             job = pool.submit(raw_by_id) if pool is not None and number > 0 else None
             waiting.append((raw_by_id, job))
-            # A parse worker parses the newest batch while the poller writes the one before it.
-            # Without a worker, each batch is processed as soon as it is stored.
-            process_waiting(keep=0 if pool is None else 1)
+            if ahead is None:
+                # A parse worker parses the newest batch while the poller writes the one before
+                # it. Without a worker, each batch is processed as soon as it is stored.
+                process_waiting(keep=0 if pool is None else 1)
         process_waiting(keep=0)
     finally:
         if ahead is not None:
@@ -491,10 +490,10 @@ def fetch_and_store(
         session.commit()
     else:
         session.flush()
-    return count_stored(session, client, config, settings, uidvalidity, batch, stored, result)
+    return finish_store(session, client, config, settings, uidvalidity, batch, stored, result)
 
 
-def count_stored(
+def finish_store(
     session: Session,
     client: IMAPClient,
     config: MailboxConfig,
@@ -504,7 +503,7 @@ def count_stored(
     stored: StoredBatch,
     result: PollResult,
 ) -> dict[int, bytes]:
-    """Count a stored batch, store the headers of its oversize mail, and return what to process."""
+    """Count a stored batch, keep the headers of its oversize mail, and return what to process."""
     result.fetched += stored.fetched
     result.stored += stored.created
     for uid, info in batch.oversize.items():

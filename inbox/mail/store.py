@@ -209,6 +209,26 @@ def store_fetched(session: Session, fetched: list[FetchedMail], source: str) -> 
     return results
 
 
+@dataclass(frozen=True)
+class StoredBatch:
+    """The outcome of storing one fetched batch."""
+
+    raw_by_id: dict[int, bytes]
+    """Bytes of the stored messages that still need processing, by raw message id, in UID order."""
+    fetched: int
+    created: int
+
+
+def summarise(fetched: list[FetchedMail], stored: list[StoreResult]) -> StoredBatch:
+    """Count a stored batch and collect the bytes of its messages that still need processing."""
+    raw_by_id: dict[int, bytes] = {}
+    for item, outcome in zip(fetched, stored, strict=True):
+        if not outcome.raw_message.is_processed:
+            raw_by_id[outcome.raw_message.id] = item.raw
+    created = sum(1 for outcome in stored if outcome.created)
+    return StoredBatch(raw_by_id, fetched=len(fetched), created=created)
+
+
 def look_up_blobs(session: Session, sha256s: set[str]) -> None:
     """Read which of these attachment hashes are stored, in one query, for ``blob_for``.
 

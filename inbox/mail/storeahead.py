@@ -10,33 +10,12 @@ the poller stores each batch itself.
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from inbox.ids import client_ids
-from inbox.mail.store import FetchedMail, StoreResult, store_fetched
-
-
-@dataclass(frozen=True)
-class StoredBatch:
-    """The outcome of storing one fetched batch."""
-
-    raw_by_id: dict[int, bytes]
-    """Bytes of the stored messages that still need processing, by raw message id, in UID order."""
-    fetched: int
-    created: int
-
-
-def summarise(fetched: list[FetchedMail], stored: list[StoreResult]) -> StoredBatch:
-    """Count a stored batch and collect the bytes of its messages that still need processing."""
-    raw_by_id: dict[int, bytes] = {}
-    for item, outcome in zip(fetched, stored, strict=True):
-        if not outcome.raw_message.is_processed:
-            raw_by_id[outcome.raw_message.id] = item.raw
-    created = sum(1 for outcome in stored if outcome.created)
-    return StoredBatch(raw_by_id, fetched=len(fetched), created=created)
+from inbox.mail.store import FetchedMail, StoredBatch, store_fetched, summarise
 
 
 def store_committed(engine: Engine, fetched: list[FetchedMail], source: str) -> StoredBatch:

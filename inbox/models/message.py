@@ -58,9 +58,9 @@ class RawMessage(db.Model):  # type: ignore[name-defined,misc]
     @property
     def raw(self) -> bytes:
         """The stored bytes, read from the database unless kept in memory (``hold_raw``)."""
-        kept = self.__dict__.get(_KEPT_RAW)
-        if kept is not None:
-            return kept
+        in_memory = self.__dict__.get(_KEPT_RAW)
+        if in_memory is not None:
+            return in_memory
         if self.content is None:
             raise LookupError(f"raw message {self.id} has no row in raw_message_content")
         return self.content.raw

@@ -74,10 +74,10 @@ Longer than a send can take: each SMTP step times out after INBOX_SMTP_TIMEOUT_S
 UNENQUEUED_AFTER = timedelta(minutes=15)
 """Age of an uncomposed acknowledgement after which a poll with RQ enqueues it again.
 
-A poll killed between committing a ticket and enqueuing its acknowledgement leaves it so.
+A poll killed between committing a ticket and enqueuing its acknowledgement leaves it so. A
+backlog on the RQ queue longer than this enqueues one twice: the job that claims it first sends
+it, and the other finds it claimed or sent (``claim_deliveries``).
 """
-# A backlog on the RQ queue longer than this enqueues an acknowledgement twice. The job that
-# claims it first sends it; the other finds it claimed or sent (claim_deliveries).
 
 AUTOMATIC_MAIL_WINDOW = timedelta(hours=24)
 """At most one automatic mail per recipient within this window, so two robots never loop."""
@@ -647,11 +647,8 @@ def composed_mail_due(session: Session, now: datetime) -> list[int]:
     ).all()
     due = []
     for delivery_id, status, attempts, created_at, attempted_at in rows:
-        if status == DeliveryStatus.SENDING:
-            wait_from, wait = attempted_at or created_at, IN_FLIGHT_LEASE
-        else:
-            wait_from, wait = attempted_at or created_at, retry_wait(attempts)
-        if wait_from + wait <= now:
+        wait = IN_FLIGHT_LEASE if status == DeliveryStatus.SENDING else retry_wait(attempts)
+        if (attempted_at or created_at) + wait <= now:
             due.append(delivery_id)
     return due
 

@@ -166,11 +166,11 @@ def change_type(
     return True
 
 
-def flag_ticket(session: Session, ticket: Ticket, reason: str, actor: str = SYSTEM_ACTOR) -> None:
+def flag_ticket(session: Session, ticket: Ticket, reason: str) -> None:
     """Mark a ticket as needing a person's attention, with the reason, and audit it."""
     ticket.needs_attention = True
     ticket.attention_reason = reason[:2000]
-    record_event(session, AuditTag.TICKET_ATTENTION_FLAG, actor, ticket, {"reason": reason})
+    record_event(session, AuditTag.TICKET_ATTENTION_FLAG, SYSTEM_ACTOR, ticket, {"reason": reason})
 
 
 def change_status(session: Session, ticket: Ticket, new_status: str, actor: str) -> bool:
