@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 
 import flask_migrate
@@ -26,6 +27,9 @@ BEFORE_CONTENT_TABLE = "8b3e6f1d4a27"
 
 BEFORE_WIRE_FORM_KEY = "e4a9c7b21f60"
 """The last revision that keyed raw mail by the SHA-256 of its exact bytes."""
+
+BEFORE_FILES_IN_RAW_MAIL = "a3c5e8f0b1d2"
+"""The last revision that kept every attachment's bytes in its blob row."""
 
 
 @pytest.fixture
@@ -147,3 +151,32 @@ def test_upgrade_rekeys_lf_mail(empty_database_url: str, tmp_path: Path) -> None
 
     assert upgraded == content_digest(b"Subject: x\r\n\r\nbody\r\n")
     assert downgraded == hashlib.sha256(saved).hexdigest()
+
+
+def test_downgrade_copies_files_back_from_raw_mail(empty_database_url: str, tmp_path: Path) -> None:
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": empty_database_url, "SECRET_KEY": "test"},
+        instance_path=str(tmp_path / "instance"),
+    )
+    mail = EmailMessage()
+    mail["From"] = "Anna de Vries <anna@example.net>"
+    mail["To"] = "privacy@example.org"
+    mail["Subject"] = "Inzageverzoek"
+    mail["Message-ID"] = "<migration-file@example.net>"
+    mail.set_content("Ik wil inzage in mijn gegevens.")
+    mail.add_attachment(b"%PDF-1.4 scan", "application", "pdf", filename="scan.pdf")
+    saved = tmp_path / "request.eml"
+    saved.write_bytes(mail.as_bytes())
+    with app.app_context():
+        flask_migrate.upgrade()
+        result = app.test_cli_runner().invoke(args=["import", str(saved)])
+        with db.engine.connect() as connection:
+            upgraded = connection.execute(text("SELECT data FROM blob")).scalar()
+        flask_migrate.downgrade(revision=BEFORE_FILES_IN_RAW_MAIL)
+        with db.engine.connect() as connection:
+            downgraded = connection.execute(text("SELECT data FROM blob")).scalar()
+        db.engine.dispose()
+
+    assert result.exit_code == 0, result.output
+    assert upgraded is None
+    assert bytes(downgraded) == b"%PDF-1.4 scan"

@@ -7,7 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +26,7 @@ from inbox.extensions import db
 from inbox.mail import parsepool, poller
 from inbox.mail.ingest import IngestSettings, process_raw
 from inbox.mail.parse import parse_message
-from inbox.mail.parsepool import ParsePool, Prepared, prepare, prepare_batch
+from inbox.mail.parsepool import ParsePool, Prepared, prepare, prepare_batch, without_file_bytes
 from inbox.mail.quoting import split_reply
 from inbox.mail.store import store_raw
 from inbox.models.ticket import Ticket
@@ -61,8 +66,28 @@ def test_pool_results_match_in_process_parse() -> None:
 
     assert sorted(results) == sorted(raw_by_id)
     for index, raw in raw_by_id.items():
-        assert results[index] == prepare(raw, None), SAMPLES[index].name
+        in_process = prepare(raw, None)
+        expected = replace(in_process, parsed=without_file_bytes(in_process.parsed))
+        assert results[index] == expected, SAMPLES[index].name
         assert dict(results[index].parsed.headers) == dict(parse_message(raw).headers)
+
+
+def test_worker_sends_no_file_bytes_but_forwarded_mail() -> None:
+    forwarded = make_mail(subject="Inzageverzoek", message_id="<inner@example.net>")
+    outer = EmailMessage()
+    outer["From"] = "collega@example.org"
+    outer["To"] = "privacy@example.org"
+    outer["Subject"] = "Fwd: Inzageverzoek"
+    outer.set_content("Zie het doorgestuurde verzoek.")
+    outer.add_attachment(b"%PDF-1.4 scan", "application", "pdf", filename="scan.pdf")
+    outer.add_attachment(message_from_bytes(forwarded, policy=default), filename="verzoek.eml")
+
+    results = prepare_batch({1: outer.as_bytes()}, None)
+
+    pdf, mail = results[1].parsed.attachments
+    assert (pdf.data, pdf.size, pdf.sha256) == (b"", 13, sha256(b"%PDF-1.4 scan").hexdigest())
+    assert mail.content_type == "message/rfc822"
+    assert parse_message(mail.data).message_id == "inner@example.net"
 
 
 def test_pool_fault_leaves_parsing_to_poller() -> None:

@@ -27,7 +27,7 @@ from inbox.enums import RequestType, TicketStatus
 from inbox.errors import ParseError
 from inbox.ids import begin_write_transaction, client_ids, ensure_id
 from inbox.mail.filters import AutoCheck, check_automatic
-from inbox.mail.parse import ParsedMail, parse_message
+from inbox.mail.parse import ParsedAttachment, ParsedMail, parse_message
 from inbox.mail.parsepool import Prepared, classify_new_text, prepare
 from inbox.mail.store import blob_for, look_up_blobs
 from inbox.mail.threading import (
@@ -295,18 +295,20 @@ def add_message(
     return message
 
 
-def store_attachment(session: Session, part: object) -> Attachment:
-    """Keep an attachment's bytes once per SHA-256 and return its row."""
-    data: bytes = part.data  # type: ignore[attr-defined]
-    sha256: str | None = part.sha256 if data else None  # type: ignore[attr-defined]
+def store_attachment(session: Session, part: ParsedAttachment) -> Attachment:
+    """Return an attachment's row and make sure a blob row has its hash.
+
+    The bytes stay in the raw mail, once; ``inbox.mail.attachments`` reads them from there.
+    """
+    sha256 = part.sha256 if part.size else None
     if sha256 is not None:
-        blob_for(session, sha256, data)
+        blob_for(session, sha256, part.size)
     return Attachment(
-        filename=part.filename[:255],  # type: ignore[attr-defined]
-        content_type=part.content_type[:255],  # type: ignore[attr-defined]
-        size=len(data),
-        content_id=part.content_id,  # type: ignore[attr-defined]
-        is_inline=part.is_inline,  # type: ignore[attr-defined]
+        filename=part.filename[:255],
+        content_type=part.content_type[:255],
+        size=part.size,
+        content_id=part.content_id,
+        is_inline=part.is_inline,
         sha256=sha256,
     )
 
@@ -496,7 +498,7 @@ def look_up_batch(session: Session, settings: IngestSettings, mails: list[Parsed
     if settings.acknowledge is not None:
         check_recent_automatic_mail(session, [mail.from_addr for mail in mails])
     look_up_blobs(
-        session, {part.sha256 for mail in mails for part in mail.attachments if part.data}
+        session, {part.sha256 for mail in mails for part in mail.attachments if part.size}
     )
     look_up_threads(session, mails)
 

@@ -55,7 +55,11 @@ _MAILPARSER_LOGGERS = (
 
 @dataclass(frozen=True)
 class ParsedAttachment:
-    """One attachment or inline part. `sha256` hashes `data`, which is empty when dropped."""
+    """One attachment or inline part. `sha256` hashes `data`, which is empty when dropped.
+
+    `size` is the number of bytes in `data` as decoded, so it stays right when a copy of the
+    parse leaves the bytes out (the parse worker sends none back).
+    """
 
     filename: str
     content_type: str
@@ -63,6 +67,7 @@ class ParsedAttachment:
     content_id: str | None
     sha256: str
     is_inline: bool
+    size: int
 
 
 @dataclass(frozen=True)
@@ -359,6 +364,7 @@ def _make_attachment(
         content_id=content_id,
         sha256=hashlib.sha256(data).hexdigest(),
         is_inline=is_inline,
+        size=len(data),
     )
 
 
@@ -429,6 +435,7 @@ def _expand_tnef(
                     content_id=None,
                     sha256=hashlib.sha256(data).hexdigest(),
                     is_inline=False,
+                    size=len(data),
                 )
             )
     return "\n\n".join(bodies)

@@ -84,12 +84,27 @@ def prepare(raw: bytes, max_attachment_bytes: int | None, classified: bool = Tru
     return Prepared(parsed, classification=classify_new_text(parsed))
 
 
+def without_file_bytes(parsed: ParsedMail) -> ParsedMail:
+    """Return a copy of a parse whose attachments carry no bytes, forwarded mails excepted.
+
+    The ingest keeps an attachment's hash and size and reads the bytes back from the raw mail
+    when someone opens the file, so the worker sending them would only copy them through the
+    pipe. Parts of a message/ type keep theirs: the ingest reads a forwarded mail's sender.
+    """
+    attachments = tuple(
+        part if part.content_type.startswith("message/") else replace(part, data=b"")
+        for part in parsed.attachments
+    )
+    return replace(parsed, attachments=attachments)
+
+
 def prepare_batch(
     raw_by_id: dict[int, bytes], max_attachment_bytes: int | None
 ) -> dict[int, Prepared]:
     """Prepare every message of a batch in the worker; a message that faults is left out.
 
-    The parsed headers travel as a plain dict, because a mapping proxy cannot be pickled.
+    The parsed headers travel as a plain dict, because a mapping proxy cannot be pickled, and
+    the attachments without their bytes.
     """
     prepared = {}
     for raw_message_id, raw in raw_by_id.items():
@@ -99,7 +114,7 @@ def prepare_batch(
             logger.warning("worker could not prepare raw message %s", raw_message_id)
             continue
         if result.parsed is not None:
-            plain = replace(result.parsed, headers=dict(result.parsed.headers))
+            plain = replace(without_file_bytes(result.parsed), headers=dict(result.parsed.headers))
             result = replace(result, parsed=plain)
         prepared[raw_message_id] = result
     return prepared

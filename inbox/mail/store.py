@@ -246,11 +246,13 @@ def look_up_blobs(session: Session, sha256s: set[str]) -> None:
         known[sha256] = found.get(sha256)
 
 
-def blob_for(session: Session, sha256: str, data: bytes) -> Blob:
-    """Return the blob of ``data``, adding one when no row has these bytes yet.
+def blob_for(session: Session, sha256: str, size: int, data: bytes | None = None) -> Blob:
+    """Return the blob row of a file's hash, adding one when no row has this hash yet.
 
-    Blobs added earlier in the transaction are found in the transaction cache and stored ones by
-    their key, so the look-up does not flush the session.
+    A file that arrived by mail passes no ``data``: its bytes stay in the raw mail. A file with
+    no raw mail passes its bytes, and they are added to a row that had none. Blobs added earlier
+    in the transaction are found in the transaction cache and stored ones by their key, so the
+    look-up does not flush the session.
     """
     cache = transaction_cache(session)
     added: dict[str, Blob] = cache.setdefault(_NEW_BLOBS, {})
@@ -263,7 +265,9 @@ def blob_for(session: Session, sha256: str, data: bytes) -> Blob:
             with session.no_autoflush:
                 blob = session.get(Blob, sha256)
     if blob is None:
-        blob = Blob(sha256=sha256, size=len(data), data=data)
+        blob = Blob(sha256=sha256, size=size, data=data)
         session.add(blob)
         added[sha256] = blob
+    elif data is not None and blob.data is None:
+        blob.data = data
     return blob

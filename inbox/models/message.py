@@ -151,13 +151,18 @@ class Message(db.Model):  # type: ignore[name-defined,misc]
 
 
 class Blob(db.Model):  # type: ignore[name-defined,misc]
-    """Attachment content stored once per SHA-256, however many mails carry it."""
+    """A file's SHA-256 and size, one row however many attachments carry the file.
+
+    `data` is None for a file that arrived by mail: its bytes are kept once, inside each raw
+    mail that carries it, and ``inbox.mail.attachments`` decodes them from there. A file with no
+    raw mail, such as one uploaded with a reply, keeps its bytes here.
+    """
 
     __tablename__ = "blob"
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(Integer)
-    data: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    data: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, nullable=True))
 
 
 class Attachment(db.Model):  # type: ignore[name-defined,misc]

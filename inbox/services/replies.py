@@ -25,6 +25,7 @@ from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.enums import RequestType
 from inbox.errors import ConfigError
 from inbox.ids import begin_write_transaction, client_ids, ensure_id
+from inbox.mail.attachments import attachment_bytes
 from inbox.mail.outgoing import (
     DeliveryError,
     MailFile,
@@ -242,7 +243,7 @@ def store_file(session: Session, message: Message, upload: MailFile, max_bytes: 
     """
     check_file_size(upload, max_bytes)
     sha256 = hashlib.sha256(upload.data).hexdigest()
-    blob = blob_for(session, sha256, upload.data)
+    blob = blob_for(session, sha256, len(upload.data), upload.data)
     filename = safe_attachment_name(upload.filename)
     attachment = Attachment(
         message=message,
@@ -276,7 +277,13 @@ def _ticket_files(
                 f"the file of attachment {attachment_id} is not stored (over the size limit or "
                 "deleted after identity verification), so it cannot be sent"
             )
-        files.append(MailFile(attachment.filename, attachment.content_type, attachment.blob.data))
+        data = attachment_bytes(attachment)
+        if data is None:
+            raise WorkflowStateError(
+                f"the file of attachment {attachment_id} could not be read from its original "
+                "mail, so it cannot be sent; download the original mail and attach the file"
+            )
+        files.append(MailFile(attachment.filename, attachment.content_type, data))
     return files
 
 

@@ -26,6 +26,7 @@ from wtforms import SelectChoice, SelectField, SubmitField
 from inbox.enums import TicketStatus
 from inbox.errors import TransitionError
 from inbox.extensions import db
+from inbox.mail.attachments import attachment_bytes
 from inbox.mail.sanitize import sanitize_html
 from inbox.models.audit import AuditEvent
 from inbox.models.message import Attachment, Message, RawMessage
@@ -185,6 +186,12 @@ def raw_message(reference: str, message_id: int) -> ResponseReturnValue:
     return download(raw.raw, f"{ticket.reference}-{message.id}.eml")
 
 
+FILE_NOT_READ = _l(
+    "This file could not be read from the original mail. Download the original mail instead."
+)
+"""Shown when an attachment's raw mail no longer yields the file with its stored hash."""
+
+
 @bp.route("/<reference>/attachments/<int:attachment_id>")
 @login_required
 def attachment(reference: str, attachment_id: int) -> ResponseReturnValue:
@@ -195,7 +202,10 @@ def attachment(reference: str, attachment_id: int) -> ResponseReturnValue:
         abort(404, _("Attachment %(id)s is not part of this ticket.", id=attachment_id))
     if item.blob is None:
         abort(404, _("This attachment was over the size limit and was not stored."))
-    return download(item.blob.data, safe_download_name(item.filename, f"attachment-{item.id}"))
+    data = attachment_bytes(item)
+    if data is None:
+        abort(404, str(FILE_NOT_READ))
+    return download(data, safe_download_name(item.filename, f"attachment-{item.id}"))
 
 
 INLINE_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
@@ -212,7 +222,10 @@ def inline_image(reference: str, message_id: int, content_id: str) -> ResponseRe
         if item.content_id == content_id and item.blob is not None:
             if item.content_type.lower() not in INLINE_IMAGE_TYPES:
                 break
-            response = Response(item.blob.data, mimetype=item.content_type.lower())
+            data = attachment_bytes(item)
+            if data is None:
+                abort(404, str(FILE_NOT_READ))
+            response = Response(data, mimetype=item.content_type.lower())
             response.headers["X-Content-Type-Options"] = "nosniff"
             response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
             return response
