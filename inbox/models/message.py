@@ -10,11 +10,13 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
@@ -106,7 +108,18 @@ class MailLocation(db.Model):  # type: ignore[name-defined,misc]
     """
 
     __tablename__ = "mail_location"
-    __table_args__ = (UniqueConstraint("mailbox", "uidvalidity", "uid"),)
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid"),
+        # Each poll looks for the locations still to mark. Without this index that read scans
+        # every location the mailbox ever had.
+        Index(
+            "ix_mail_location_unmarked",
+            "mailbox",
+            "uidvalidity",
+            postgresql_where=text("marked_at IS NULL"),
+            sqlite_where=text("marked_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     mailbox: Mapped[str] = mapped_column(String(255))
