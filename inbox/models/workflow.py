@@ -113,7 +113,8 @@ class WorkflowStep(db.Model):  # type: ignore[name-defined,misc]
     __table_args__ = (UniqueConstraint("instance_id", "step_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    instance_id: Mapped[int] = mapped_column(ForeignKey("workflow_instance.id"), index=True)
+    # The unique key on (instance_id, step_id) serves look-ups by instance too.
+    instance_id: Mapped[int] = mapped_column(ForeignKey("workflow_instance.id"))
     # A step kept across a type change still comes from the version it was planned from.
     version_id: Mapped[int] = mapped_column(ForeignKey("workflow_version.id"))
     step_id: Mapped[str] = mapped_column(String(64))
