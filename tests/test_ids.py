@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -15,6 +16,7 @@ from inbox.mail.ingest import process_batch
 from inbox.mail.store import store_raw
 from inbox.models.ticket import Ticket
 from inbox.services.intake import ingest_settings
+from tests.conftest import database_kind
 from tests.factories import make_mail, sent_statements
 
 RECEIVED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -106,3 +108,38 @@ def test_process_batch_one_insert_per_table(app: Flask) -> None:
     assert len(tickets) == 1
     assert len(steps) == 1
     assert verify_chain(db.session).is_intact
+
+
+def test_postgres_batch_reads_sequence_once(app: Flask) -> None:
+    if database_kind() != "postgresql":
+        pytest.skip("only PostgreSQL reads ids from a sequence")
+    session = db.session
+    reads = sent_statements(lambda statement: "nextval" in statement)
+    with reads as statements, client_ids(session):
+        tickets = [new_ticket(n) for n in range(1, 101)]
+        session.add_all(tickets)
+        ids = [ensure_id(session, ticket) for ticket in tickets]
+        session.flush()
+    session.commit()
+
+    assert len(statements) == 1
+    assert ids == sorted(set(ids))
+
+
+def test_process_batch_reads_workflows_once(app: Flask) -> None:
+    subjects = ["Inzageverzoek", "Verwijderverzoek"] * 3
+    mails = [
+        make_mail(subject=subject, message_id=f"<wf{n}@example.net>")
+        for n, subject in enumerate(subjects)
+    ]
+    ids = [store_raw(db.session, raw, RECEIVED, None, "test").raw_message.id for raw in mails]
+    db.session.commit()
+    # The first batch stores the shipped workflow of both types as their version 1.
+    process_batch(db.session, ids[:2], ingest_settings(app.config))
+
+    reads = sent_statements(lambda statement: "FROM workflow_version" in statement)
+    with reads as statements:
+        results = process_batch(db.session, ids[2:], ingest_settings(app.config))
+
+    assert {r.ticket.type for r in results} == {"access", "erasure"}
+    assert len(statements) == 1

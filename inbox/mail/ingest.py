@@ -43,6 +43,7 @@ from inbox.models.types import utcnow
 from inbox.models.workflow import MailDelivery
 from inbox.services.replies import check_recent_automatic_mail
 from inbox.services.tickets import NewTicket, change_status, flag_ticket, open_ticket
+from inbox.services.workflows import look_up_versions
 from inbox.sla import SlaPolicy
 
 logger = logging.getLogger(__name__)
@@ -501,6 +502,7 @@ def look_up_batch(session: Session, settings: IngestSettings, mails: list[Parsed
         session, {part.sha256 for mail in mails for part in mail.attachments if part.size}
     )
     look_up_threads(session, mails)
+    look_up_versions(session)
 
 
 def process_in_savepoint(

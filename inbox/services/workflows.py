@@ -147,6 +147,27 @@ def add_version(
     return version
 
 
+def look_up_versions(session: Session) -> None:
+    """Read the newest stored version of every request type in one query, for ``version_in_force``.
+
+    The ingest calls it before a batch, so each request type in the batch does not query again.
+    """
+    newest = (
+        select(WorkflowVersion.type, func.max(WorkflowVersion.number).label("number"))
+        .group_by(WorkflowVersion.type)
+        .subquery()
+    )
+    query = select(WorkflowVersion).join(
+        newest,
+        and_(WorkflowVersion.type == newest.c.type, WorkflowVersion.number == newest.c.number),
+    )
+    with session.no_autoflush:
+        versions = session.scalars(query).all()
+    cache = transaction_cache(session)
+    for version in versions:
+        cache[("workflow_version", version.type)] = version
+
+
 def version_in_force(
     session: Session, request_type: str, directory: Path = SHIPPED_WORKFLOW_DIR
 ) -> WorkflowVersion:
