@@ -30,10 +30,11 @@ find_pybabel() {
 
 PYBABEL=$(find_pybabel)
 
-# -k adds the lazy_gettext names to the default keywords (_, gettext, ngettext, ...).
+# -k adds the lazy_gettext names and the N_ marker of inbox/attention.py to the default
+# keywords (_, gettext, ngettext, ...).
 # --ignore-dirs keeps the virtualenvs, tests and benchmarks out of the catalogue, and
 # --add-location=file leaves line numbers out so that moving code does not churn the files.
-"$PYBABEL" -q extract -F babel.cfg -k _l -k lazy_gettext \
+"$PYBABEL" -q extract -F babel.cfg -k _l -k lazy_gettext -k N_ \
     --ignore-dirs=".* _* .venv venv tests bench" \
     --add-location=file --sort-by-file \
     --project=privacy-inbox --copyright-holder="privacy-inbox contributors" \

@@ -123,7 +123,7 @@ def test_nl_compiled_catalogue_in_tree() -> None:
 def test_pot_matches_source() -> None:
     with (ROOT / "babel.cfg").open() as handle:
         method_map, options_map = parse_mapping_cfg(handle)
-    keywords = {**DEFAULT_KEYWORDS, "_l": None, "lazy_gettext": None}
+    keywords = {**DEFAULT_KEYWORDS, "_l": None, "lazy_gettext": None, "N_": None}
 
     extracted = {
         singular(message)

@@ -21,6 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from inbox import attention
+from inbox.attention import Attention
 from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.classify import Classification
 from inbox.enums import RequestType, TicketStatus
@@ -50,9 +52,6 @@ logger = logging.getLogger(__name__)
 
 MAX_PROCESS_ATTEMPTS = 3
 """Attempts to process a stored message before it is quarantined for a person to look at."""
-
-BOUNCE_REASON = "requester address failed: a delivery report says our mail could not be delivered"
-"""Attention reason of a ticket whose outgoing mail bounced."""
 
 
 @dataclass(frozen=True)
@@ -137,14 +136,16 @@ def process_raw(
             )
     except ParseError as exc:
         logger.warning("raw message %s could not be parsed, quarantined: %s", raw_message.id, exc)
-        return quarantine(session, raw_message, settings, f"parse failed: {exc}")
+        return quarantine(
+            session, raw_message, settings, Attention(attention.PARSE_FAILED, {"error": str(exc)})
+        )
 
     auto = check_automatic(parsed, own_addresses=settings.own_addresses)
     if auto.is_bounce:
         bounced = find_bounced_ticket(session, raw_message.raw)
         if bounced is not None:
             add_message(session, bounced, raw_message, parsed, auto)
-            flag_ticket(session, bounced, BOUNCE_REASON)
+            flag_ticket(session, bounced, Attention(attention.BOUNCE))
             raw_message.processed_at = utcnow()
             return ProcessResult(bounced, new_ticket=False)
 
@@ -171,10 +172,8 @@ def process_raw(
         if forwarded.date is not None and forwarded.date <= raw_message.internaldate:
             new.received_at = forwarded.date
     if match.possible_followup_of is not None:
-        new.needs_attention = True
-        new.attention_reason = (
-            f"possible follow-up of {match.possible_followup_of.reference}: the mail carries "
-            "its reference but comes from someone other than its requester"
+        new.attention = Attention(
+            attention.POSSIBLE_FOLLOWUP, {"reference": match.possible_followup_of.reference}
         )
 
     ticket = open_ticket(session, new, settings.policy, SYSTEM_ACTOR)
@@ -324,7 +323,7 @@ def reopen_if_closed(session: Session, ticket: Ticket, message: Message) -> None
 
 
 def quarantine(
-    session: Session, raw_message: RawMessage, settings: IngestSettings, reason: str
+    session: Session, raw_message: RawMessage, settings: IngestSettings, reason: Attention
 ) -> ProcessResult:
     """Open a "needs attention" ticket for a message that could not be processed."""
     subject, sender = best_effort_headers(raw_message.raw)
@@ -333,8 +332,7 @@ def quarantine(
         received_at=raw_message.internaldate,
         subject=subject,
         requester_email=sender,
-        needs_attention=True,
-        attention_reason=reason[:2000],
+        attention=reason,
     )
     ticket = open_ticket(session, new, settings.policy, SYSTEM_ACTOR)
     message = Message(
@@ -347,10 +345,10 @@ def quarantine(
         received_at=raw_message.internaldate,
         text="",
         parse_failed=True,
-        defects=[reason[:2000]],
+        defects=[reason.english[:2000]],
     )
     session.add(message)
-    raw_message.error = reason[:2000]
+    raw_message.error = reason.english[:2000]
     raw_message.processed_at = utcnow()
     ensure_id(session, message)
     record_event(
@@ -358,7 +356,7 @@ def quarantine(
         AuditTag.TICKET_QUARANTINE,
         SYSTEM_ACTOR,
         ticket,
-        {"raw_message": raw_message.id, "reason": reason[:500]},
+        {"raw_message": raw_message.id, "reason": reason.english[:500]},
     )
     return ProcessResult(ticket, new_ticket=True, quarantined=True)
 
@@ -553,7 +551,8 @@ def process_in_savepoint(
         raw_message.error = error
         if raw_message.attempts >= MAX_PROCESS_ATTEMPTS:
             with session.begin_nested():
-                return quarantine(session, raw_message, settings, f"processing failed: {error}")
+                failure = Attention(attention.PROCESSING_FAILED, {"error": error})
+                return quarantine(session, raw_message, settings, failure)
 
 
 def deliver_queued_acknowledgements(

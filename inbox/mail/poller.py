@@ -21,6 +21,8 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from inbox import attention
+from inbox.attention import Attention
 from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.errors import MailboxError
 from inbox.ids import begin_write_transaction, client_ids
@@ -419,7 +421,7 @@ def process_stored(
         raw_message = session.get(RawMessage, raw_message_id)
         if raw_message is None or raw_message.is_processed:
             continue
-        reason = f"oversize: only the headers of this {raw_message.size}-byte copy were stored"
+        reason = Attention(attention.OVERSIZE_COPY, {"size": raw_message.size})
         processed = quarantine(session, raw_message, settings, reason)
         session.commit()
         result.ticket_references.append(processed.reference)
@@ -535,10 +537,9 @@ def store_oversize(
         source=f"imap:{config.name}{HEADERS_ONLY_SUFFIX}",
     )
     if not stored.raw_message.is_processed:
-        reason = (
-            f"oversize: the message is {size} bytes, over INBOX_MAX_MESSAGE_BYTES "
-            f"({config.max_message_bytes}); only its headers were stored, retrieve it manually "
-            f"from {config.folder} (UID {uid})"
+        reason = Attention(
+            attention.OVERSIZE,
+            {"size": size, "limit": config.max_message_bytes, "folder": config.folder, "uid": uid},
         )
         processed = quarantine(session, stored.raw_message, settings, reason)
         result.ticket_references.append(processed.reference)

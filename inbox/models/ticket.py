@@ -46,6 +46,9 @@ class Ticket(db.Model):  # type: ignore[name-defined,misc]
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     needs_attention: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     attention_reason: Mapped[str] = mapped_column(Text, default="")
+    # The reason's code and values, from which screens show it translated (inbox.attention).
+    attention_code: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    attention_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     # Set when mail carried this ticket's reference but came from someone else than its
     # requester: a person decides whether it continues that ticket.

@@ -21,6 +21,8 @@ from flask import current_app
 from sqlalchemy import and_, inspect, or_, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
+from inbox import attention
+from inbox.attention import Attention
 from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.enums import RequestType
 from inbox.errors import ConfigError
@@ -546,13 +548,12 @@ def deliver_queued(session: Session, delivery_id: int, *, claimed: bool = False)
         if delivery.attempts >= MAX_INLINE_ATTEMPTS:
             delivery.status = DeliveryStatus.FAILED
             # No poll or job tries it again, so the ticket shows it where the team looks.
-            flag_ticket(
-                session,
-                ticket,
-                f"mail to {delivery.recipient} failed {delivery.attempts} times and is given up "
-                f"({delivery.last_error[:300]}); write again from the ticket page or reach the "
-                "requester another way",
-            )
+            given_up = {
+                "recipient": delivery.recipient,
+                "attempts": delivery.attempts,
+                "error": delivery.last_error[:300],
+            }
+            flag_ticket(session, ticket, Attention(attention.DELIVERY_GIVEN_UP, given_up))
         session.commit()
         raise
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from inbox.attention import Attention
 from inbox.audit import SYSTEM_ACTOR, record_event
 from inbox.enums import RequestType, TicketStatus, parse_choice
 from inbox.errors import TransitionError
@@ -80,8 +81,7 @@ class NewTicket:
     confidence: float = 0.0
     secondary_types: list[str] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
-    needs_attention: bool = False
-    attention_reason: str = ""
+    attention: Attention | None = None
 
 
 def open_ticket(session: Session, new: NewTicket, policy: SlaPolicy, actor: str) -> Ticket:
@@ -100,9 +100,10 @@ def open_ticket(session: Session, new: NewTicket, policy: SlaPolicy, actor: str)
         evidence=list(new.evidence),
         received_at=new.received_at,
         due_at=compute_due_at(new.request_type, new.received_at, policy),
-        needs_attention=new.needs_attention,
-        attention_reason=new.attention_reason,
+        needs_attention=new.attention is not None,
     )
+    if new.attention is not None:
+        _set_attention(ticket, new.attention)
     session.add(ticket)
     ensure_id(session, ticket)
 
@@ -166,11 +167,24 @@ def change_type(
     return True
 
 
-def flag_ticket(session: Session, ticket: Ticket, reason: str) -> None:
+def flag_ticket(session: Session, ticket: Ticket, attention: Attention) -> None:
     """Mark a ticket as needing a person's attention, with the reason, and audit it."""
+    _set_attention(ticket, attention)
+    record_event(
+        session,
+        AuditTag.TICKET_ATTENTION_FLAG,
+        SYSTEM_ACTOR,
+        ticket,
+        {"reason": attention.english, "code": attention.code},
+    )
+
+
+def _set_attention(ticket: Ticket, attention: Attention) -> None:
+    """Store a reason for attention on a ticket: its code, its values and its English text."""
     ticket.needs_attention = True
-    ticket.attention_reason = reason[:2000]
-    record_event(session, AuditTag.TICKET_ATTENTION_FLAG, SYSTEM_ACTOR, ticket, {"reason": reason})
+    ticket.attention_reason = attention.english[:2000]
+    ticket.attention_code = attention.code
+    ticket.attention_params = dict(attention.params)
 
 
 def change_status(session: Session, ticket: Ticket, new_status: str, actor: str) -> bool:

@@ -186,7 +186,13 @@ def register_views(app: Flask) -> None:
     @app.context_processor
     def inject_globals() -> dict[str, Any]:
         from inbox import LANGUAGES
-        from inbox.views.labels import audit_details, audit_label, status_label, type_label
+        from inbox.views.labels import (
+            attention_label,
+            audit_details,
+            audit_label,
+            status_label,
+            type_label,
+        )
 
         return {
             "get_locale": get_locale,
@@ -196,6 +202,7 @@ def register_views(app: Flask) -> None:
             "audit_label": audit_label,
             "audit_details": audit_details,
             "status_label": status_label,
+            "attention_label": attention_label,
             "org_name": app.config["ORG_NAME"],
         }
 

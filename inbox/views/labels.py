@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 
+from inbox.attention import shown_reason
 from inbox.enums import RequestType, TicketStatus
+from inbox.models.ticket import Ticket
 
 TYPE_LABELS = {
     RequestType.ACCESS: _l("Access request"),
@@ -35,6 +38,13 @@ def type_label(value: str) -> str:
         return str(TYPE_LABELS[RequestType(value)])
     except ValueError:
         return value
+
+
+def attention_label(ticket: Ticket) -> str:
+    """Return why a ticket needs attention, in the reader's language where the reason has a code."""
+    return shown_reason(
+        ticket.attention_code, ticket.attention_params, ticket.attention_reason, gettext
+    )
 
 
 def status_label(value: str) -> str:
