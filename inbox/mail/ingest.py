@@ -35,6 +35,7 @@ from inbox.mail.store import blob_for, look_up_blobs
 from inbox.mail.threading import (
     find_bounced_ticket,
     find_forwarded,
+    follow_merges,
     look_up_threads,
     match_thread,
 )
@@ -150,6 +151,8 @@ def process_raw(
             return ProcessResult(bounced, new_ticket=False)
 
     match = match_thread(session, parsed)
+    if match.copy_of is not None:
+        return add_copy(session, match.copy_of, raw_message, parsed, auto)
     if match.ticket is not None:
         message = add_message(session, match.ticket, raw_message, parsed, auto)
         reopen_if_closed(session, match.ticket, message)
@@ -185,6 +188,40 @@ def process_raw(
     raw_message.processed_at = utcnow()
     delivery_id = acknowledge(session, ticket, settings)
     return ProcessResult(ticket, new_ticket=True, delivery_id=delivery_id)
+
+
+def add_copy(
+    session: Session,
+    original: Message,
+    raw_message: RawMessage,
+    parsed: ParsedMail,
+    auto: AutoCheck,
+) -> ProcessResult:
+    """Keep a second copy of a stored mail with the ticket of the first, never as a new request.
+
+    A copy with the same subject, text and files adds no message, so the ticket shows the mail
+    once. Its raw bytes stay stored, and the audit trail names them. A copy that reads
+    differently is added as a message. Neither reopens the ticket, because the mail is not new.
+    """
+    ticket = follow_merges(session, original.ticket)
+    same = (
+        parsed.subject == original.subject
+        and parsed.text == original.text
+        and [part.sha256 if part.size else None for part in parsed.attachments]
+        == [attachment.sha256 for attachment in original.attachments]
+    )
+    if same:
+        record_event(
+            session,
+            AuditTag.TICKET_MESSAGE_COPY,
+            SYSTEM_ACTOR,
+            ticket,
+            {"raw_message": raw_message.id, "copy_of": ensure_id(session, original)},
+        )
+    else:
+        add_message(session, ticket, raw_message, parsed, auto)
+    raw_message.processed_at = utcnow()
+    return ProcessResult(ticket, new_ticket=False)
 
 
 class AcknowledgementError(Exception):

@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 _LOOKED_UP = "threading.looked_up"
 """Key in the transaction cache of what ``look_up_threads`` read for a batch."""
 
+_COPIES = "threading.copies"
+"""Key in the transaction cache of the stored mail that shares a Message-ID with a batch's mail."""
+
 REFERENCE_PATTERN = re.compile(r"\[?\b((?:PRQ|BRE)-\d{4}-\d{5})\b\]?")
 """A ticket reference such as PRQ-2026-00042 anywhere in a subject, behind any reply prefix."""
 
@@ -73,6 +76,7 @@ class ThreadMatch:
 
     ticket: Ticket | None
     possible_followup_of: Ticket | None = None
+    copy_of: Message | None = None
 
 
 @dataclass(frozen=True)
@@ -99,10 +103,17 @@ def find_thread(session: Session, parsed: ParsedMail) -> Ticket | None:
 def match_thread(session: Session, parsed: ParsedMail) -> ThreadMatch:
     """Find the ticket this mail continues by its headers, else by the subject's reference.
 
+    A mail whose Message-ID and sender match a stored incoming mail is a second copy of it,
+    which arrived with other bytes (see ``stored_copy``), and joins that mail's ticket.
+
     A subject token alone is trusted only from the ticket's requester, so a stranger cannot add
     text to someone else's request by copying its reference. Such mail gets its own ticket,
     marked as a possible follow-up of the referenced one.
     """
+    copy = stored_copy(session, parsed)
+    if copy is not None:
+        return ThreadMatch(follow_merges(session, copy.ticket), copy_of=copy)
+
     ticket = ticket_by_message_ids(session, [*parsed.in_reply_to, *parsed.references])
     if ticket is not None:
         return ThreadMatch(ticket)
@@ -145,16 +156,26 @@ def look_up_threads(session: Session, mails: list[ParsedMail]) -> None:
     Any flush drops them, because rows it writes were not there when they were read.
     """
     wanted = {mid for mail in mails for mid in conversation_ids(mail)}
+    own = {mail.message_id for mail in mails if mail.message_id}
     references = {ref for mail in mails if (ref := find_reference_token(mail.subject))}
     known: dict[str, tuple[int, int]] = {}
+    copies: dict[str, list[tuple[int, str]]] = {}
     with session.no_autoflush:
-        if wanted:
+        if wanted or own:
             rows = session.execute(
-                select(Message.message_id, Message.id, Message.ticket_id).where(
-                    Message.message_id.in_(wanted)
-                )
+                select(
+                    Message.message_id,
+                    Message.id,
+                    Message.ticket_id,
+                    Message.direction,
+                    Message.from_addr,
+                ).where(Message.message_id.in_(wanted | own))
             )
-            for message_id, pk, ticket_id in rows:
+            for message_id, pk, ticket_id, direction, from_addr in rows:
+                if message_id in own and direction == "in":
+                    copies.setdefault(message_id, []).append((pk, (from_addr or "").lower()))
+                if message_id not in wanted:
+                    continue
                 if message_id not in known or known[message_id][0] < pk:
                     known[message_id] = (pk, ticket_id)
         ticket_ids = {ticket_id for _pk, ticket_id in known.values()}
@@ -173,6 +194,7 @@ def look_up_threads(session: Session, mails: list[ParsedMail]) -> None:
     by_reference: dict[str, Ticket | None] = dict.fromkeys(references)
     by_reference.update({t.reference: t for t in tickets if t.reference in references})
     transaction_cache(session)[_LOOKED_UP] = (wanted, latest, by_reference)
+    transaction_cache(session)[_COPIES] = (own, copies)
 
 
 def conversation_ids(mail: ParsedMail) -> list[str]:
@@ -191,6 +213,44 @@ def _looked_up(
 def _drop_looked_up(session: Session, flush_context: object) -> None:
     """Drop the rows ``look_up_threads`` read, because the flush may have written newer ones."""
     transaction_cache(session).pop(_LOOKED_UP, None)
+    transaction_cache(session).pop(_COPIES, None)
+
+
+def stored_copy(session: Session, parsed: ParsedMail) -> Message | None:
+    """Return the latest stored incoming mail with this mail's Message-ID and sender, or None.
+
+    A second copy of a mail can come with other bytes: through two addresses that end in one
+    mailbox, or from an export that escaped "From " lines or folded headers anew. Messages added
+    in this session but not flushed yet count too.
+    """
+    message_id = parsed.message_id
+    sender = (parsed.from_addr or "").lower()
+    if not message_id or not sender:
+        return None
+    pending = [
+        obj
+        for obj in session.new
+        if isinstance(obj, Message)
+        and obj.direction == "in"
+        and obj.message_id == message_id
+        and (obj.from_addr or "").lower() == sender
+    ]
+    if pending:
+        return max(pending, key=lambda message: inspect(message).insert_order)
+    looked_up = transaction_cache(session).get(_COPIES)
+    if looked_up is not None and message_id in looked_up[0]:
+        found = [pk for pk, from_addr in looked_up[1].get(message_id, []) if from_addr == sender]
+        if not found:
+            return None
+        with session.no_autoflush:
+            return session.get(Message, max(found))
+    with session.no_autoflush:
+        candidates = session.scalars(
+            select(Message)
+            .where(Message.message_id == message_id, Message.direction == "in")
+            .order_by(Message.id.desc())
+        )
+        return next((m for m in candidates if (m.from_addr or "").lower() == sender), None)
 
 
 def ticket_by_message_ids(session: Session, message_ids: list[str]) -> Ticket | None:

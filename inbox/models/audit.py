@@ -23,6 +23,7 @@ class AuditTag(StrEnum):
     TICKET_TYPE_CHANGE = "ticket:type:change"
     TICKET_STATUS_CHANGE = "ticket:status:change"
     TICKET_MESSAGE_ADD = "ticket:message:add"
+    TICKET_MESSAGE_COPY = "ticket:message:copy"
     TICKET_QUARANTINE = "ticket:ticket:quarantine"
     TICKET_TYPE_CONFIRM = "ticket:type:confirm"
     TICKET_ASSIGNEE_CHANGE = "ticket:assignee:change"

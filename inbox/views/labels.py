@@ -61,6 +61,7 @@ AUDIT_LABELS = {
     "ticket:type:confirm": _l("Type confirmed"),
     "ticket:status:change": _l("Status changed"),
     "ticket:message:add": _l("Message added"),
+    "ticket:message:copy": _l("Second copy of a message received"),
     "ticket:ticket:quarantine": _l("Message could not be read"),
     "ticket:assignee:change": _l("Assignee changed"),
     "ticket:ticket:merge": _l("Tickets merged"),
