@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message as EmailMessage
@@ -156,7 +157,8 @@ def look_up_threads(session: Session, mails: list[ParsedMail]) -> None:
     Any flush drops them, because rows it writes were not there when they were read.
     """
     wanted = {mid for mail in mails for mid in conversation_ids(mail)}
-    own = {mail.message_id for mail in mails if mail.message_id}
+    own_ids = Counter(mail.message_id for mail in mails if mail.message_id)
+    own = set(own_ids)
     references = {ref for mail in mails if (ref := find_reference_token(mail.subject))}
     known: dict[str, tuple[int, int]] = {}
     copies: dict[str, list[tuple[int, str]]] = {}
@@ -194,7 +196,9 @@ def look_up_threads(session: Session, mails: list[ParsedMail]) -> None:
     by_reference: dict[str, Ticket | None] = dict.fromkeys(references)
     by_reference.update({t.reference: t for t in tickets if t.reference in references})
     transaction_cache(session)[_LOOKED_UP] = (wanted, latest, by_reference)
-    transaction_cache(session)[_COPIES] = (own, copies)
+    # A Message-ID that two mails of the batch share can match a row the batch itself adds.
+    repeated = {mid for mid, number in own_ids.items() if number > 1}
+    transaction_cache(session)[_COPIES] = (own, repeated, copies)
 
 
 def conversation_ids(mail: ParsedMail) -> list[str]:
@@ -213,7 +217,6 @@ def _looked_up(
 def _drop_looked_up(session: Session, flush_context: object) -> None:
     """Drop the rows ``look_up_threads`` read, because the flush may have written newer ones."""
     transaction_cache(session).pop(_LOOKED_UP, None)
-    transaction_cache(session).pop(_COPIES, None)
 
 
 def stored_copy(session: Session, parsed: ParsedMail) -> Message | None:
@@ -227,6 +230,14 @@ def stored_copy(session: Session, parsed: ParsedMail) -> Message | None:
     sender = (parsed.from_addr or "").lower()
     if not message_id or not sender:
         return None
+    looked_up = transaction_cache(session).get(_COPIES)
+    if looked_up is not None and message_id in looked_up[0] and message_id not in looked_up[1]:
+        # No other mail of the batch has this Message-ID, so the rows read before it suffice.
+        found = [pk for pk, from_addr in looked_up[2].get(message_id, []) if from_addr == sender]
+        if not found:
+            return None
+        with session.no_autoflush:
+            return session.get(Message, max(found))
     pending = [
         obj
         for obj in session.new
@@ -237,13 +248,6 @@ def stored_copy(session: Session, parsed: ParsedMail) -> Message | None:
     ]
     if pending:
         return max(pending, key=lambda message: inspect(message).insert_order)
-    looked_up = transaction_cache(session).get(_COPIES)
-    if looked_up is not None and message_id in looked_up[0]:
-        found = [pk for pk, from_addr in looked_up[1].get(message_id, []) if from_addr == sender]
-        if not found:
-            return None
-        with session.no_autoflush:
-            return session.get(Message, max(found))
     with session.no_autoflush:
         candidates = session.scalars(
             select(Message)
