@@ -16,6 +16,8 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from inbox import attention
+from inbox.attention import Attention
 from inbox.audit import verify_chain
 from inbox.errors import ConfigError
 from inbox.extensions import db
@@ -46,6 +48,7 @@ from inbox.services.replies import (
     retry_wait,
     send_reply,
 )
+from inbox.services.tickets import flag_ticket
 from inbox.services.users import create_user
 from inbox.services.workflows import WorkflowStateError, check_step, instance_of
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, AuthActions, imap_settings
@@ -727,3 +730,53 @@ def test_poll_retries_failed_mail_when_due(make_app: Any, mailbox: Dovecot) -> N
 
     assert errors == []
     assert statuses == [DeliveryStatus.SENT, DeliveryStatus.QUEUED]
+
+
+def give_up(ticket: Ticket) -> MailDelivery:
+    """Mark a ticket's acknowledgement as given up, as the last failed attempt does."""
+    delivery = db.session.scalars(select(MailDelivery)).one()
+    delivery.status = DeliveryStatus.FAILED
+    delivery.attempts = MAX_INLINE_ATTEMPTS
+    delivery.last_error = "SMTP connection timed out"
+    given_up = {"recipient": delivery.recipient, "attempts": 5, "error": delivery.last_error}
+    flag_ticket(db.session, ticket, Attention(attention.DELIVERY_GIVEN_UP, given_up))
+    db.session.commit()
+    return delivery
+
+
+def test_given_up_mail_sent_again(web_mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    client = web_mail_app.test_client()
+    ticket = ingest(web_mail_app, make_mail(body=ENGLISH_BODY))
+    delivery = give_up(ticket)
+    AuthActions(client).login()
+
+    page = client.get(f"/tickets/{ticket.reference}").text
+    response = client.post(f"/tickets/{ticket.reference}/deliveries/{delivery.id}/resend")
+    db.session.expire_all()
+    event = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.tag == str(AuditTag.MAIL_RESEND))
+    ).one()
+
+    assert "Not delivered" in page
+    assert "Send again" in page
+    assert response.status_code == 302
+    assert len(smtp_sink.messages) == 2
+    first, second = (parsed(sent.raw)["Message-ID"] for sent in smtp_sink.messages)
+    assert second == first
+    assert delivery.status == DeliveryStatus.SENT
+    assert not ticket.needs_attention
+    assert event.data["attempts"] == MAX_INLINE_ATTEMPTS
+    assert event.data["attention_cleared"] is True
+
+
+def test_sent_mail_not_sent_again(web_mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    client = web_mail_app.test_client()
+    ticket = ingest(web_mail_app, make_mail(body=ENGLISH_BODY))
+    delivery = db.session.scalars(select(MailDelivery)).one()
+    AuthActions(client).login()
+
+    response = client.post(f"/tickets/{ticket.reference}/deliveries/{delivery.id}/resend")
+
+    assert response.status_code == 400
+    assert "only mail that was given up can be sent again" in response.text
+    assert len(smtp_sink.messages) == 1

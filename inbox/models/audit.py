@@ -51,6 +51,7 @@ class AuditTag(StrEnum):
     MAIL_QUEUE = "mail:message:queue"
     MAIL_SEND = "mail:message:send"
     MAIL_FAIL = "mail:message:fail"
+    MAIL_RESEND = "mail:message:resend"
     MAIL_SUPPRESS = "mail:acknowledgement:suppress"
     DEADLINE_EXTEND = "ticket:deadline:extend"
     CLOCK_PAUSE = "ticket:clock:pause"

@@ -772,6 +772,38 @@ def send_queued_mail(session: Session) -> tuple[int, int]:
     return sent, failed
 
 
+def resend_delivery(session: Session, ticket: Ticket, delivery_id: int, actor: str) -> MailDelivery:
+    """Queue a given-up mail for a new round of attempts; the caller commits and dispatches it.
+
+    The mail goes out as composed, with its Message-ID, so a reply to it still threads. The
+    ticket's flag for the failed mail is cleared, and the audit event keeps the attempts and
+    error of the round that failed.
+
+    :raises WorkflowStateError: the mail is not this ticket's, or it was not given up.
+    """
+    delivery = session.get(MailDelivery, delivery_id)
+    if delivery is None or delivery.ticket_id != ticket.id:
+        raise WorkflowStateError(f"mail {delivery_id} is not part of ticket {ticket.reference}")
+    if delivery.status != DeliveryStatus.FAILED:
+        raise WorkflowStateError(
+            f"mail {delivery_id} is {delivery.status}: only mail that was given up can be sent "
+            "again"
+        )
+    event = {"delivery": delivery.id, "attempts": delivery.attempts, "error": delivery.last_error}
+    delivery.status = DeliveryStatus.QUEUED
+    delivery.attempts = 0
+    delivery.attempted_at = None
+    if ticket.attention_code == attention.DELIVERY_GIVEN_UP:
+        ticket.needs_attention = False
+        ticket.attention_code = ""
+        ticket.attention_params = None
+        ticket.attention_reason = ""
+        event["attention_cleared"] = True
+    record_event(session, AuditTag.MAIL_RESEND, actor, ticket, event)
+    logger.info("mail %s of ticket %s queued again by %s", delivery.id, ticket.reference, actor)
+    return delivery
+
+
 def send_reply(session: Session, ticket: Ticket, reply: Reply, actor: str) -> Message:
     """Queue a reply, commit, then deliver it; the ticket page calls this."""
     delivery = queue_delivery(session, ticket, reply, actor)

@@ -190,6 +190,7 @@ def register_views(app: Flask) -> None:
             attention_label,
             audit_details,
             audit_label,
+            delivery_label,
             status_label,
             type_label,
         )
@@ -203,6 +204,7 @@ def register_views(app: Flask) -> None:
             "audit_details": audit_details,
             "status_label": status_label,
             "attention_label": attention_label,
+            "delivery_label": delivery_label,
             "org_name": app.config["ORG_NAME"],
         }
 

@@ -10,6 +10,7 @@ from flask_babel import lazy_gettext as _l
 from inbox.attention import shown_reason
 from inbox.enums import RequestType, TicketStatus
 from inbox.models.ticket import Ticket
+from inbox.models.workflow import DeliveryStatus
 
 TYPE_LABELS = {
     RequestType.ACCESS: _l("Access request"),
@@ -36,6 +37,22 @@ def type_label(value: str) -> str:
     """Return the translated name of a request type, or the raw value when unknown."""
     try:
         return str(TYPE_LABELS[RequestType(value)])
+    except ValueError:
+        return value
+
+
+DELIVERY_LABELS = {
+    DeliveryStatus.QUEUED: _l("Queued"),
+    DeliveryStatus.SENDING: _l("Sending"),
+    DeliveryStatus.SENT: _l("Sent"),
+    DeliveryStatus.FAILED: _l("Not delivered"),
+}
+
+
+def delivery_label(value: str) -> str:
+    """Return the translated delivery status of an outgoing mail, or the raw value when unknown."""
+    try:
+        return str(DELIVERY_LABELS[DeliveryStatus(value)])
     except ValueError:
         return value
 
@@ -77,6 +94,7 @@ AUDIT_LABELS = {
     "mail:message:queue": _l("Mail queued"),
     "mail:message:send": _l("Mail sent"),
     "mail:message:fail": _l("Mail delivery failed"),
+    "mail:message:resend": _l("Mail queued again"),
     "mail:acknowledgement:suppress": _l("No acknowledgement sent"),
     "ticket:deadline:extend": _l("Deadline extended"),
     "ticket:clock:pause": _l("Clock paused"),

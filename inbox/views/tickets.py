@@ -31,8 +31,11 @@ from inbox.mail.sanitize import sanitize_html
 from inbox.models.audit import AuditEvent
 from inbox.models.message import Attachment, Message, RawMessage
 from inbox.models.ticket import Ticket
+from inbox.models.workflow import MailDelivery
+from inbox.services.replies import dispatch, resend_delivery
 from inbox.services.tickets import change_status, sla_policy
 from inbox.services.triage import retype_with_correction
+from inbox.services.workflows import WorkflowStateError
 from inbox.views.labels import STATUS_LABELS, TYPE_LABELS
 
 bp = Blueprint("tickets", __name__, url_prefix="/tickets")
@@ -111,6 +114,12 @@ def show(reference: str) -> ResponseReturnValue:
                     content_id=cid,
                 ),
             )
+    deliveries = {
+        delivery.message_pk: delivery
+        for delivery in db.session.scalars(
+            select(MailDelivery).where(MailDelivery.ticket_id == ticket.id)
+        )
+    }
     return render_template(
         "tickets/show.html",
         ticket=ticket,
@@ -118,7 +127,23 @@ def show(reference: str) -> ResponseReturnValue:
         status_form=status_form,
         events=events,
         html_bodies=bodies,
+        deliveries=deliveries,
     )
+
+
+@bp.route("/<reference>/deliveries/<int:delivery_id>/resend", methods=["POST"])
+@login_required
+def resend(reference: str, delivery_id: int) -> ResponseReturnValue:
+    """Send a mail that was given up once more, as it was composed."""
+    ticket = get_ticket_or_404(reference)
+    try:
+        resend_delivery(db.session, ticket, delivery_id, current_user.email)
+    except WorkflowStateError as exc:
+        abort(400, str(exc))
+    db.session.commit()
+    dispatch(db.session, [delivery_id])
+    flash(_("Mail queued to be sent again."), "success")
+    return redirect(url_for("tickets.show", reference=reference))
 
 
 @bp.route("/<reference>/type", methods=["POST"])
