@@ -6,11 +6,13 @@ import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
 from inbox.enums import TicketStatus
 from inbox.extensions import db
+from inbox.mail.ingest import _unescape_from_lines
 from inbox.models.audit import AuditEvent, AuditTag
 from inbox.models.message import Message, RawMessage
 from inbox.models.ticket import Ticket
@@ -84,7 +86,8 @@ def test_mbox_escaped_copy_joins_ticket(app: Flask, tmp_path: Path) -> None:
     import_mails(app, tmp_path, escaped)
 
     assert count(Ticket) == 1
-    assert count(Message) == 2
+    assert count(Message) == 1
+    assert len(copy_events()) == 1
 
 
 def test_changed_copy_added_without_reopening(app: Flask, tmp_path: Path) -> None:
@@ -107,3 +110,18 @@ def test_same_id_other_sender_new_ticket(app: Flask, tmp_path: Path) -> None:
     import_mails(app, tmp_path, request(sender="Piet <piet@example.com>"))
 
     assert count(Ticket) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("From now on", "From now on"),
+        (">From now on", "From now on"),
+        (">>From now on", ">From now on"),
+        ("> From: a quoted header", "> From: a quoted header"),
+        ("Dear team,\n>From March on", "Dear team,\nFrom March on"),
+        ("text >From mid-line", "text >From mid-line"),
+    ],
+)
+def test_unescape_from_lines(text: str, expected: str) -> None:
+    assert _unescape_from_lines(text) == expected

@@ -12,6 +12,7 @@ per message.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from email.parser import BytesHeaderParser
@@ -206,7 +207,7 @@ def add_copy(
     ticket = follow_merges(session, original.ticket)
     same = (
         parsed.subject == original.subject
-        and parsed.text == original.text
+        and _unescape_from_lines(parsed.text) == _unescape_from_lines(original.text)
         and [part.sha256 if part.size else None for part in parsed.attachments]
         == [attachment.sha256 for attachment in original.attachments]
     )
@@ -222,6 +223,15 @@ def add_copy(
         add_message(session, ticket, raw_message, parsed, auto)
     raw_message.processed_at = utcnow()
     return ProcessResult(ticket, new_ticket=False)
+
+
+_ESCAPED_FROM_LINE = re.compile(r"^>(>*From )", re.MULTILINE)
+"""A body line that an mbox export escaped because it began with "From "."""
+
+
+def _unescape_from_lines(text: str) -> str:
+    """Remove one ">" before each escaped "From " line, so an mbox copy reads as the original."""
+    return _ESCAPED_FROM_LINE.sub(r"\1", text)
 
 
 class AcknowledgementError(Exception):
