@@ -129,3 +129,29 @@ def test_file_missing_from_raw_mail_404(
     assert response.status_code == 404
     assert "could not be read from the original mail" in response.text
     assert attachment_bytes(attachment) is None
+
+
+def test_inline_image_keeps_its_bytes(app: Flask, tmp_path: Path) -> None:
+    logo = b"\x89PNG\r\n\x1a\n logo"
+    mail = EmailMessage()
+    mail["From"] = "Fatima El Amrani <fatima@example.net>"
+    mail["To"] = "privacy@example.org"
+    mail["Subject"] = "Inzageverzoek"
+    mail["Message-ID"] = "<inline@example.net>"
+    mail.set_content("Ik wil inzage in mijn gegevens.")
+    mail.add_alternative('<p>Ik wil inzage.</p><img src="cid:logo@example.net">', subtype="html")
+    mail.get_payload()[1].add_related(logo, "image", "png", cid="<logo@example.net>")
+    mail.add_attachment(SCAN, "application", "pdf", filename="scan.pdf")
+
+    (ticket,) = import_mails(app, tmp_path / "mail", mail.as_bytes())
+    image, scan = db.session.scalars(
+        select(Attachment)
+        .join(Message)
+        .where(Message.ticket_id == ticket.id)
+        .order_by(Attachment.id)
+    ).all()
+
+    assert image.content_id == "logo@example.net"
+    assert image.blob.data == logo
+    assert scan.blob.data is None
+    assert attachment_bytes(scan) == SCAN

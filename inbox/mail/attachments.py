@@ -3,7 +3,8 @@
 A file that arrived by mail is kept once, inside its raw mail: the blob row contains its hash and
 size, and the bytes are decoded from the raw mail again when someone opens the file. Keeping a
 second copy made the database write every attachment twice. A file with no raw mail, such as
-one uploaded with a reply, keeps its bytes in the blob row.
+one uploaded with a reply, keeps its bytes in the blob row, and so does a part the mail shows
+inline (a cid: image), which every view of the ticket page loads.
 """
 
 from __future__ import annotations

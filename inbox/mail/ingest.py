@@ -12,7 +12,6 @@ per message.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from email.parser import BytesHeaderParser
@@ -30,7 +29,7 @@ from inbox.enums import RequestType, TicketStatus
 from inbox.errors import ParseError
 from inbox.ids import begin_write_transaction, client_ids, ensure_id
 from inbox.mail.filters import AutoCheck, check_automatic
-from inbox.mail.parse import ParsedAttachment, ParsedMail, parse_message
+from inbox.mail.parse import ParsedAttachment, ParsedMail, parse_message, shown_inline
 from inbox.mail.parsepool import Prepared, classify_new_text, prepare
 from inbox.mail.store import blob_for, look_up_blobs
 from inbox.mail.threading import (
@@ -153,7 +152,7 @@ def process_raw(
 
     match = match_thread(session, parsed)
     if match.copy_of is not None:
-        return add_copy(session, match.copy_of, raw_message, parsed, auto)
+        return add_copy(session, match.copy_of, raw_message)
     if match.ticket is not None:
         message = add_message(session, match.ticket, raw_message, parsed, auto)
         reopen_if_closed(session, match.ticket, message)
@@ -191,47 +190,23 @@ def process_raw(
     return ProcessResult(ticket, new_ticket=True, delivery_id=delivery_id)
 
 
-def add_copy(
-    session: Session,
-    original: Message,
-    raw_message: RawMessage,
-    parsed: ParsedMail,
-    auto: AutoCheck,
-) -> ProcessResult:
+def add_copy(session: Session, original: Message, raw_message: RawMessage) -> ProcessResult:
     """Keep a second copy of a stored mail with the ticket of the first, never as a new request.
 
-    A copy with the same subject, text and files adds no message, so the ticket shows the mail
-    once. Its raw bytes stay stored, and the audit trail names them. A copy that reads
-    differently is added as a message. Neither reopens the ticket, because the mail is not new.
+    The copy reads the same as the first, so it adds no message and the ticket shows the mail
+    once. Its raw bytes stay stored, and the audit trail names them. The ticket is not reopened,
+    because the mail is not new.
     """
     ticket = follow_merges(session, original.ticket)
-    same = (
-        parsed.subject == original.subject
-        and _unescape_from_lines(parsed.text) == _unescape_from_lines(original.text)
-        and [part.sha256 if part.size else None for part in parsed.attachments]
-        == [attachment.sha256 for attachment in original.attachments]
+    record_event(
+        session,
+        AuditTag.TICKET_MESSAGE_COPY,
+        SYSTEM_ACTOR,
+        ticket,
+        {"raw_message": raw_message.id, "copy_of": ensure_id(session, original)},
     )
-    if same:
-        record_event(
-            session,
-            AuditTag.TICKET_MESSAGE_COPY,
-            SYSTEM_ACTOR,
-            ticket,
-            {"raw_message": raw_message.id, "copy_of": ensure_id(session, original)},
-        )
-    else:
-        add_message(session, ticket, raw_message, parsed, auto)
     raw_message.processed_at = utcnow()
     return ProcessResult(ticket, new_ticket=False)
-
-
-_ESCAPED_FROM_LINE = re.compile(r"^>(>*From )", re.MULTILINE)
-"""A body line that an mbox export escaped because it began with "From "."""
-
-
-def _unescape_from_lines(text: str) -> str:
-    """Remove one ">" before each escaped "From " line, so an mbox copy reads as the original."""
-    return _ESCAPED_FROM_LINE.sub(r"\1", text)
 
 
 class AcknowledgementError(Exception):
@@ -345,11 +320,12 @@ def add_message(
 def store_attachment(session: Session, part: ParsedAttachment) -> Attachment:
     """Return an attachment's row and make sure a blob row has its hash.
 
-    The bytes stay in the raw mail, once; ``inbox.mail.attachments`` reads them from there.
+    The bytes stay in the raw mail, once, and ``inbox.mail.attachments`` reads them from there.
+    A part the mail shows inline keeps them in the blob row too, because each view loads it.
     """
     sha256 = part.sha256 if part.size else None
     if sha256 is not None:
-        blob_for(session, sha256, part.size)
+        blob_for(session, sha256, part.size, part.data if shown_inline(part) else None)
     return Attachment(
         filename=part.filename[:255],
         content_type=part.content_type[:255],

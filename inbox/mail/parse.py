@@ -70,6 +70,15 @@ class ParsedAttachment:
     size: int
 
 
+def shown_inline(part: ParsedAttachment) -> bool:
+    """Tell whether a part is an image or file the mail's HTML shows through a cid: link.
+
+    The ticket page loads each such part as it renders, so its bytes are kept in the database
+    rather than decoded from the raw mail on every view.
+    """
+    return part.is_inline and part.content_id is not None
+
+
 @dataclass(frozen=True)
 class ParsedMail:
     """The parts of a mail that the inbox uses, decoded and safe to store."""

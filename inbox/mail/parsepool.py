@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 from inbox.classify import Classification, classify
 from inbox.errors import ParseError
-from inbox.mail.parse import ParsedMail, parse_message
+from inbox.mail.parse import ParsedMail, parse_message, shown_inline
 from inbox.mail.quoting import split_reply
 
 logger = logging.getLogger(__name__)
@@ -89,10 +89,13 @@ def without_file_bytes(parsed: ParsedMail) -> ParsedMail:
 
     The ingest keeps an attachment's hash and size and reads the bytes back from the raw mail
     when someone opens the file, so the worker sending them would only copy them through the
-    pipe. Parts of a message/ type keep theirs: the ingest reads a forwarded mail's sender.
+    pipe. Parts of a message/ type keep theirs, because the ingest reads a forwarded mail's
+    sender, and so do parts the mail shows inline, which the ingest stores (``shown_inline``).
     """
     attachments = tuple(
-        part if part.content_type.startswith("message/") else replace(part, data=b"")
+        part
+        if part.content_type.startswith("message/") or shown_inline(part)
+        else replace(part, data=b"")
         for part in parsed.attachments
     )
     return replace(parsed, attachments=attachments)

@@ -104,8 +104,8 @@ def find_thread(session: Session, parsed: ParsedMail) -> Ticket | None:
 def match_thread(session: Session, parsed: ParsedMail) -> ThreadMatch:
     """Find the ticket this mail continues by its headers, else by the subject's reference.
 
-    A mail whose Message-ID and sender match a stored incoming mail is a second copy of it,
-    which arrived with other bytes (see ``stored_copy``), and joins that mail's ticket.
+    A mail with the Message-ID and sender of a stored incoming mail that reads the same is a
+    second copy of it with other bytes (see ``stored_copy``), and joins that mail's ticket.
 
     A subject token alone is trusted only from the ticket's requester, so a stranger cannot add
     text to someone else's request by copying its reference. Such mail gets its own ticket,
@@ -220,11 +220,13 @@ def _drop_looked_up(session: Session, flush_context: object) -> None:
 
 
 def stored_copy(session: Session, parsed: ParsedMail) -> Message | None:
-    """Return the latest stored incoming mail with this mail's Message-ID and sender, or None.
+    """Return the stored incoming mail of which this mail is a copy, or None.
 
     A second copy of a mail can come with other bytes: through two addresses that end in one
-    mailbox, or from an export that escaped "From " lines or folded headers anew. Messages added
-    in this session but not flushed yet count too.
+    mailbox, or from an export that escaped "From " lines or folded headers anew. A copy has the
+    same Message-ID and sender and reads the same (``reads_the_same``). A mail that only reuses
+    a Message-ID, as some web forms do for every request, reads differently and is no copy.
+    Messages added in this session but not flushed yet count too.
     """
     message_id = parsed.message_id
     sender = (parsed.from_addr or "").lower()
@@ -234,27 +236,53 @@ def stored_copy(session: Session, parsed: ParsedMail) -> Message | None:
     if looked_up is not None and message_id in looked_up[0] and message_id not in looked_up[1]:
         # No other mail of the batch has this Message-ID, so the rows read before it suffice.
         found = [pk for pk, from_addr in looked_up[2].get(message_id, []) if from_addr == sender]
-        if not found:
-            return None
         with session.no_autoflush:
-            return session.get(Message, max(found))
-    pending = [
-        obj
-        for obj in session.new
-        if isinstance(obj, Message)
-        and obj.direction == "in"
-        and obj.message_id == message_id
-        and (obj.from_addr or "").lower() == sender
-    ]
-    if pending:
-        return max(pending, key=lambda message: inspect(message).insert_order)
-    with session.no_autoflush:
-        candidates = session.scalars(
-            select(Message)
-            .where(Message.message_id == message_id, Message.direction == "in")
-            .order_by(Message.id.desc())
-        )
-        return next((m for m in candidates if (m.from_addr or "").lower() == sender), None)
+            candidates = [session.get(Message, pk) for pk in sorted(found, reverse=True)]
+    else:
+        pending = [
+            obj
+            for obj in session.new
+            if isinstance(obj, Message) and obj.direction == "in" and obj.message_id == message_id
+        ]
+        pending.sort(key=lambda message: inspect(message).insert_order, reverse=True)
+        with session.no_autoflush:
+            stored = session.scalars(
+                select(Message)
+                .where(Message.message_id == message_id, Message.direction == "in")
+                .order_by(Message.id.desc())
+            ).all()
+        candidates = [*pending, *stored]
+    for candidate in candidates:
+        if (
+            candidate is not None
+            and (candidate.from_addr or "").lower() == sender
+            and reads_the_same(parsed, candidate)
+        ):
+            return candidate
+    return None
+
+
+def reads_the_same(parsed: ParsedMail, message: Message) -> bool:
+    """Tell whether a parsed mail has a stored message's subject, text and files.
+
+    Files compare by name and size, so a file deleted after identity verification still counts.
+    Text compares with mbox escapes of "From " lines undone on both sides.
+    """
+    files = [(part.filename[:255], part.size) for part in parsed.attachments]
+    return (
+        parsed.subject == message.subject
+        and _unescape_from_lines(parsed.text) == _unescape_from_lines(message.text)
+        and files == [(attachment.filename, attachment.size) for attachment in message.attachments]
+    )
+
+
+_ESCAPED_FROM_LINE = re.compile(r"^>(>*From )", re.MULTILINE)
+"""A body line that an mbox export escaped because it began with "From "."""
+
+
+def _unescape_from_lines(text: str) -> str:
+    """Remove one ">" before each escaped "From " line, so an mbox copy reads as the original."""
+    return _ESCAPED_FROM_LINE.sub(r"\1", text)
 
 
 def ticket_by_message_ids(session: Session, message_ids: list[str]) -> Ticket | None:
