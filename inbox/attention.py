@@ -30,7 +30,7 @@ TEXTS = {
         "someone other than its requester"
     ),
     DELIVERY_GIVEN_UP: N_(
-        "mail to %(recipient)s failed %(attempts)s times and is given up (%(error)s); write "
+        "mail to %(recipient)s failed %(attempts)s times and is given up (%(error)s); send it "
         "again from the ticket page or reach the requester another way"
     ),
     OVERSIZE: N_(

@@ -44,6 +44,7 @@ from inbox.services.replies import (
     Reply,
     deliver_queued,
     dispatch,
+    queue_delivery,
     render_draft,
     retry_wait,
     send_reply,
@@ -780,3 +781,23 @@ def test_sent_mail_not_sent_again(web_mail_app: Flask, smtp_sink: SmtpSink) -> N
     assert response.status_code == 400
     assert "only mail that was given up can be sent again" in response.text
     assert len(smtp_sink.messages) == 1
+
+
+def test_resend_keeps_flag_of_other_failure(web_mail_app: Flask, smtp_sink: SmtpSink) -> None:
+    client = web_mail_app.test_client()
+    ticket = ingest(web_mail_app, make_mail(body=ENGLISH_BODY))
+    first = give_up(ticket)
+    second = queue_delivery(
+        db.session, ticket, Reply(subject="Vraag", body="Nog een vraag."), "test"
+    )
+    second.status = DeliveryStatus.FAILED
+    db.session.commit()
+    AuthActions(client).login()
+
+    response = client.post(f"/tickets/{ticket.reference}/deliveries/{first.id}/resend")
+    db.session.expire_all()
+
+    assert response.status_code == 302
+    assert first.status == DeliveryStatus.SENT
+    assert second.status == DeliveryStatus.FAILED
+    assert ticket.needs_attention

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date
 from flask import current_app
-from sqlalchemy import and_, inspect, or_, select, update
+from sqlalchemy import and_, func, inspect, or_, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from inbox import attention
@@ -776,8 +776,8 @@ def resend_delivery(session: Session, ticket: Ticket, delivery_id: int, actor: s
     """Queue a given-up mail for a new round of attempts; the caller commits and dispatches it.
 
     The mail goes out as composed, with its Message-ID, so a reply to it still threads. The
-    ticket's flag for the failed mail is cleared, and the audit event keeps the attempts and
-    error of the round that failed.
+    ticket's flag for failed mail is cleared unless another of its mails is still given up, and
+    the audit event keeps the attempts and error of the round that failed.
 
     :raises WorkflowStateError: the mail is not this ticket's, or it was not given up.
     """
@@ -793,7 +793,16 @@ def resend_delivery(session: Session, ticket: Ticket, delivery_id: int, actor: s
     delivery.status = DeliveryStatus.QUEUED
     delivery.attempts = 0
     delivery.attempted_at = None
-    if ticket.attention_code == attention.DELIVERY_GIVEN_UP:
+    still_failed = session.scalar(
+        select(func.count())
+        .select_from(MailDelivery)
+        .where(
+            MailDelivery.ticket_id == ticket.id,
+            MailDelivery.id != delivery.id,
+            MailDelivery.status == DeliveryStatus.FAILED,
+        )
+    )
+    if ticket.attention_code == attention.DELIVERY_GIVEN_UP and not still_failed:
         ticket.needs_attention = False
         ticket.attention_code = ""
         ticket.attention_params = None
