@@ -22,8 +22,8 @@ def attachment_bytes(attachment: Attachment) -> bytes | None:
     """Return an attachment's bytes, or None when no stored copy contains them.
 
     None means the file was over the size limit or deleted (identity evidence), or that its
-    raw mail no longer yields a file with the stored hash; the raw mail's download still contains
-    every byte the mail had.
+    raw mail no longer yields a file with the stored hash. The raw mail's download still
+    contains every byte the mail had.
     """
     blob = attachment.blob
     if blob is None:
@@ -35,10 +35,10 @@ def attachment_bytes(attachment: Attachment) -> bytes | None:
         return None
     try:
         # No size limit here: the file was under the limit in force when it arrived.
-        parsed = parse_message(raw_message.raw)
+        parts = parse_message(raw_message.raw).attachments
     except (LookupError, ParseError):
-        parsed = None
-    for part in parsed.attachments if parsed is not None else ():
+        parts = ()
+    for part in parts:
         if part.sha256 == blob.sha256 and part.size == blob.size:
             return part.data
     logger.warning(

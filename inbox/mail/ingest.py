@@ -35,7 +35,6 @@ from inbox.mail.store import blob_for, look_up_blobs
 from inbox.mail.threading import (
     find_bounced_ticket,
     find_forwarded,
-    follow_merges,
     look_up_threads,
     match_thread,
 )
@@ -151,8 +150,8 @@ def process_raw(
             return ProcessResult(bounced, new_ticket=False)
 
     match = match_thread(session, parsed)
-    if match.copy_of is not None:
-        return add_copy(session, match.copy_of, raw_message)
+    if match.ticket is not None and match.copy_of is not None:
+        return add_copy(session, match.ticket, match.copy_of, raw_message)
     if match.ticket is not None:
         message = add_message(session, match.ticket, raw_message, parsed, auto)
         reopen_if_closed(session, match.ticket, message)
@@ -190,14 +189,15 @@ def process_raw(
     return ProcessResult(ticket, new_ticket=True, delivery_id=delivery_id)
 
 
-def add_copy(session: Session, original: Message, raw_message: RawMessage) -> ProcessResult:
-    """Keep a second copy of a stored mail with the ticket of the first, never as a new request.
+def add_copy(
+    session: Session, ticket: Ticket, original: Message, raw_message: RawMessage
+) -> ProcessResult:
+    """Keep a second copy of a stored mail with ``ticket``, the first's, never as a new request.
 
     The copy reads the same as the first, so it adds no message and the ticket shows the mail
     once. Its raw bytes stay stored, and the audit trail names them. The ticket is not reopened,
     because the mail is not new.
     """
-    ticket = follow_merges(session, original.ticket)
     record_event(
         session,
         AuditTag.TICKET_MESSAGE_COPY,

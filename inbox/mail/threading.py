@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from email.message import Message as EmailMessage
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from dateutil import parser as date_parser
 from sqlalchemy import event, inspect, select
@@ -36,6 +36,18 @@ _LOOKED_UP = "threading.looked_up"
 
 _COPIES = "threading.copies"
 """Key in the transaction cache of the stored mail that shares a Message-ID with a batch's mail."""
+
+
+class _BatchCopies(NamedTuple):
+    """The rows ``look_up_threads`` read for ``stored_copy``, with the batch's Message-IDs."""
+
+    message_ids: set[str]
+    """The Message-IDs of the batch's mails."""
+    repeated: set[str]
+    """Those that two mails of the batch share, so a row the batch adds may match them."""
+    stored: dict[str, list[tuple[int, str]]]
+    """Stored incoming messages by Message-ID: their id and lower-cased sender."""
+
 
 REFERENCE_PATTERN = re.compile(r"\[?\b((?:PRQ|BRE)-\d{4}-\d{5})\b\]?")
 """A ticket reference such as PRQ-2026-00042 anywhere in a subject, behind any reply prefix."""
@@ -196,9 +208,8 @@ def look_up_threads(session: Session, mails: list[ParsedMail]) -> None:
     by_reference: dict[str, Ticket | None] = dict.fromkeys(references)
     by_reference.update({t.reference: t for t in tickets if t.reference in references})
     transaction_cache(session)[_LOOKED_UP] = (wanted, latest, by_reference)
-    # A Message-ID that two mails of the batch share can match a row the batch itself adds.
     repeated = {mid for mid, number in own_ids.items() if number > 1}
-    transaction_cache(session)[_COPIES] = (own, repeated, copies)
+    transaction_cache(session)[_COPIES] = _BatchCopies(own, repeated, copies)
 
 
 def conversation_ids(mail: ParsedMail) -> list[str]:
@@ -232,10 +243,10 @@ def stored_copy(session: Session, parsed: ParsedMail) -> Message | None:
     sender = (parsed.from_addr or "").lower()
     if not message_id or not sender:
         return None
-    looked_up = transaction_cache(session).get(_COPIES)
-    if looked_up is not None and message_id in looked_up[0] and message_id not in looked_up[1]:
+    batch: _BatchCopies | None = transaction_cache(session).get(_COPIES)
+    if batch is not None and message_id in batch.message_ids and message_id not in batch.repeated:
         # No other mail of the batch has this Message-ID, so the rows read before it suffice.
-        found = [pk for pk, from_addr in looked_up[2].get(message_id, []) if from_addr == sender]
+        found = [pk for pk, from_addr in batch.stored.get(message_id, []) if from_addr == sender]
         with session.no_autoflush:
             candidates = [session.get(Message, pk) for pk in sorted(found, reverse=True)]
     else:

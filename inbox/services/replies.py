@@ -48,7 +48,7 @@ from inbox.models.message import Attachment, Message, RawMessage
 from inbox.models.ticket import Ticket
 from inbox.models.types import utcnow
 from inbox.models.workflow import DeliveryStatus, MailDelivery, WorkflowInstance
-from inbox.services.tickets import flag_ticket, sla_policy
+from inbox.services.tickets import clear_attention, flag_ticket, sla_policy
 from inbox.services.workflows import WorkflowStateError, complete_reply_step, instance_of
 from inbox.sla import compute_due_at, compute_extended_due_at
 from inbox.txcache import transaction_cache
@@ -803,10 +803,7 @@ def resend_delivery(session: Session, ticket: Ticket, delivery_id: int, actor: s
         )
     )
     if ticket.attention_code == attention.DELIVERY_GIVEN_UP and not still_failed:
-        ticket.needs_attention = False
-        ticket.attention_code = ""
-        ticket.attention_params = None
-        ticket.attention_reason = ""
+        clear_attention(ticket)
         event["attention_cleared"] = True
     record_event(session, AuditTag.MAIL_RESEND, actor, ticket, event)
     logger.info("mail %s of ticket %s queued again by %s", delivery.id, ticket.reference, actor)

@@ -179,6 +179,14 @@ def flag_ticket(session: Session, ticket: Ticket, attention: Attention) -> None:
     )
 
 
+def clear_attention(ticket: Ticket) -> None:
+    """Remove a ticket's reason for attention; the caller audits why."""
+    ticket.needs_attention = False
+    ticket.attention_reason = ""
+    ticket.attention_code = ""
+    ticket.attention_params = None
+
+
 def _set_attention(ticket: Ticket, attention: Attention) -> None:
     """Store a reason for attention on a ticket: its code, its values and its English text."""
     ticket.needs_attention = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
 from flask_babel import gettext
@@ -33,12 +35,17 @@ STATUS_LABELS = {
 }
 
 
-def type_label(value: str) -> str:
-    """Return the translated name of a request type, or the raw value when unknown."""
+def _choice_label(labels: Mapping[Any, Any], choice: type[StrEnum], value: str) -> str:
+    """Return the translated label of an enum value, or the raw value when it is unknown."""
     try:
-        return str(TYPE_LABELS[RequestType(value)])
+        return str(labels[choice(value)])
     except ValueError:
         return value
+
+
+def type_label(value: str) -> str:
+    """Return the translated name of a request type, or the raw value when unknown."""
+    return _choice_label(TYPE_LABELS, RequestType, value)
 
 
 DELIVERY_LABELS = {
@@ -51,10 +58,7 @@ DELIVERY_LABELS = {
 
 def delivery_label(value: str) -> str:
     """Return the translated delivery status of an outgoing mail, or the raw value when unknown."""
-    try:
-        return str(DELIVERY_LABELS[DeliveryStatus(value)])
-    except ValueError:
-        return value
+    return _choice_label(DELIVERY_LABELS, DeliveryStatus, value)
 
 
 def attention_label(ticket: Ticket) -> str:
@@ -66,10 +70,7 @@ def attention_label(ticket: Ticket) -> str:
 
 def status_label(value: str) -> str:
     """Return the translated name of a ticket status, or the raw value when unknown."""
-    try:
-        return str(STATUS_LABELS[TicketStatus(value)])
-    except ValueError:
-        return value
+    return _choice_label(STATUS_LABELS, TicketStatus, value)
 
 
 AUDIT_LABELS = {
